@@ -1,0 +1,88 @@
+"""Checkpoints: atomic writes, ``weights_only`` reloads, and one naming rule for reuse.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+``torch.load(path, weights_only=True)`` reads it without unpickling arbitrary objects::
+
+    {"format": "asbsr-v1", "stage": 1 | 2, "config": to_dict(config), "key": "cpu-1a2b3c4d5e",
+     "step": int, "steps": int, "models": {name: state_dict}, "optimizer": ..., "scheduler": ...,
+     "generator": ByteTensor, "history": {name: [floats]}, "parent": key of the stage-1 run}
+
+Its file name is ``stage{1,2}-{preset}-{hash}.pt`` where the hash covers exactly the config
+sections that determine that stage's weights (see ``config.STAGE1_SECTIONS``). A checkpoint is
+reused only when preset and hash match: a ``smoke`` model is never loaded under ``cpu``, and
+changing a hyperparameter trains anew.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asbsr.config import STAGE1_SECTIONS, STAGE2_SECTIONS, Config, config_hash, from_dict
+
+FORMAT = "asbsr-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve the request: unreadable, or made by another config."""
+
+
+def stage_key(config: Config, stage: int) -> str:
+    sections = STAGE1_SECTIONS if stage == 1 else STAGE2_SECTIONS
+    return f"{config.preset}-{config_hash(config, sections)}"
+
+
+def checkpoint_path(folder: str | os.PathLike, config: Config, stage: int) -> Path:
+    return Path(folder) / f"stage{stage}-{stage_key(config, stage)}.pt"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it: a crash mid-write
+    leaves the previous file intact and no partial file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; anything else is a ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a truncated file, another format, a pickle of objects
+        raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from error
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an asbsr checkpoint (format {FORMAT!r} expected)")
+    return data
+
+
+def checkpoint_config(data: dict) -> Config:
+    try:
+        return from_dict(data["config"])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint config is not valid here: {error}") from error
+
+
+def load_state(module: torch.nn.Module, state: dict, what: str) -> None:
+    """``load_state_dict`` with a message that names the part and says why it does not fit."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0:3]
+        raise CheckpointError(
+            f"the checkpoint's {what} does not fit this architecture "
+            f"(a checkpoint of another config?): {' '.join(first)}"
+        ) from error

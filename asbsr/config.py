@@ -1,0 +1,321 @@
+"""Presets and overrides: every size and step count of the method in one place.
+
+Four named presets share one code path and differ only in sizes and step counts:
+
+* ``smoke`` -- seconds per notebook, for CI.
+* ``cpu``   -- a learner's 2-core laptop: the whole notebook sequence in about 20 minutes.
+* ``gpu``   -- the paper's architecture (EDSR-baseline 16x64, LTE width 256, MLP 256x3, local
+  ensemble), trained for a few minutes on one GPU.
+* ``paper`` -- the paper's architecture and the authors' schedule (stage 1 ~27k iterations with
+  batch 128, stage 2 ~50k iterations with batch 16).
+
+A configuration is a frozen dataclass tree. ``make_config("cpu", {"stage2.steps": 100})``
+returns the ``cpu`` preset with one value replaced; an unknown preset or key raises
+``ValueError`` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PRESETS = ("smoke", "cpu", "gpu", "paper")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from: a named set of ``asbsr.data`` or a folder path."""
+
+    train: str = "train"  # training HR images (DIV2K in the paper)
+    val: str = "val"  # held-out photos for validation and Table 2
+    eval_sets: tuple[str, ...] = ("val", "classic5")  # Table 1 sets
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The random degradation of Section 4 (Eq. 1, noise-free).
+
+    ``lambda_range`` bounds the two *standard deviations* of the anisotropic Gaussian
+    (covariance ``R(theta) diag(l1^2, l2^2) R(theta)^T``), the convention of DASR's code.
+    """
+
+    kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
+    lambda_range: tuple[float, float] = (0.2, 4.0)
+    theta_range: tuple[float, float] = (0.0, math.pi)
+    modes: tuple[str, ...] = ("bicubic", "bilinear", "area")
+    scale_range: tuple[float, float] = (1.0, 4.0)
+    noise_sigma: float = 0.0  # white Gaussian noise std on [0, 1] images; the paper uses 0
+    lr_kernel_size: int = 21  # size of the LR-space kernel k_l of Eq. 4
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Stage-1 networks: implicit predictor E (+ SimSiam heads) and kernel estimator M."""
+
+    input: str = "haar"  # "haar": 9 high-frequency Haar bands (the paper); "rgb": DASR-style
+    dim: int = 256  # width of the implicit degradation representation
+    kernel_target: str = "lr"  # "lr": k_l of Eq. 4 (the paper); "hr": k_h (the Fig. 4 study)
+    kernel_loss_weight: float = 1.0  # weight of L_k in L_cl + L_k; 0 trains E with L_cl alone
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    batch_size: int = 32
+    patch_size: int = 48  # LR patch side
+    steps: int = 300
+    lr: float = 1e-3  # Adam
+    checkpoint_every: int = 100
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Stage-2 arbitrary-scale SR module.
+
+    ``head`` picks the implicit neural representation: ``lte`` (the paper's), or one of the
+    Table 1 baselines ``liif``, ``metasr``, ``srno``. ``modulation`` conditions EDSR's residual
+    blocks on E's representation (Section 3.3); ``deblur`` makes the DCLS-style baseline that
+    deconvolves the LR input with M's kernel estimate before the SR module.
+    """
+
+    head: str = "lte"
+    n_resblocks: int = 4
+    n_feats: int = 32
+    width: int = 128  # LTE coefficient/frequency channels (256 in the paper)
+    mlp: tuple[int, ...] = (128, 128)  # hidden layers of the decoding MLP
+    local_ensemble: bool = False
+    modulation: bool = True
+    deblur: bool = False
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    batch_size: int = 8
+    patch_size: int = 48  # LR patch side
+    queries: int = 2304  # sampled HR pixels per patch
+    steps: int = 1500
+    lr: float = 1e-3  # Adam
+    schedule: str = "cosine"  # "cosine" or "step" (halve at 20/40/60/80 %, the authors')
+    cycle_weight: float = 0.1  # lambda of Eq. 7; 0 switches the cycle loss off
+    checkpoint_every: int = 250
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    scales: tuple[float, ...] = (3.0, 3.6, 4.0)  # Table 1
+    degradation_seed: int = 2024  # one fixed random degradation per test image
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per learned method
+    chunk: int = 65536  # HR queries per forward pass at inference
+    tile: int = 0  # LR tile side for tiled encoding; 0 encodes the whole image at once
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "cpu"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _preset_values(name: str) -> dict[str, Any]:
+    """Dotted-key values that distinguish a preset from the dataclass defaults (``cpu``)."""
+    if name == "smoke":
+        return {
+            "stage1.batch_size": 16, "stage1.patch_size": 32, "stage1.steps": 30,
+            "stage1.checkpoint_every": 10,
+            "model.n_resblocks": 2, "model.n_feats": 16, "model.width": 64, "model.mlp": (64, 64),
+            "stage2.batch_size": 8, "stage2.patch_size": 32, "stage2.queries": 1024,
+            "stage2.steps": 60, "stage2.checkpoint_every": 20,
+            "eval.seeds": (0,),
+        }
+    if name == "cpu":
+        return {}
+    if name == "gpu":
+        return {
+            "stage1.batch_size": 128, "stage1.steps": 3000, "stage1.checkpoint_every": 500,
+            "model.n_resblocks": 16, "model.n_feats": 64, "model.width": 256,
+            "model.mlp": (256, 256, 256), "model.local_ensemble": True,
+            "stage2.batch_size": 16, "stage2.steps": 6000, "stage2.lr": 2e-4,
+            "stage2.checkpoint_every": 1000,
+            "eval.chunk": 30000,
+        }
+    if name == "paper":
+        return {
+            "stage1.batch_size": 128, "stage1.steps": 27000, "stage1.lr": 0.03,
+            "stage1.checkpoint_every": 1000,
+            "model.n_resblocks": 16, "model.n_feats": 64, "model.width": 256,
+            "model.mlp": (256, 256, 256), "model.local_ensemble": True,
+            "stage2.batch_size": 16, "stage2.steps": 50000, "stage2.lr": 1e-4,
+            "stage2.schedule": "step", "stage2.checkpoint_every": 2000,
+            "eval.chunk": 30000,
+        }
+    raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+
+
+def valid_keys(config: Config | None = None) -> list[str]:
+    """All dotted override keys, e.g. ``stage2.steps``."""
+    config = config or Config()
+    keys = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(value)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def _coerce(value: Any, like: Any, key: str) -> Any:
+    """Convert an override to the type of the field it replaces (JSON gives lists for tuples)."""
+    if isinstance(like, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} takes true/false, got {value!r}")
+        return value
+    if isinstance(like, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        item_like = like[0] if like else value[0] if value else 0
+        return tuple(_coerce(v, item_like, key) for v in value)
+    if isinstance(like, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{key} takes an integer, got {value!r}")
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    if isinstance(like, str):
+        return str(value)
+    return value
+
+
+def override(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """Return ``config`` with dotted-key values replaced; unknown keys raise ``ValueError``."""
+    keys = valid_keys(config)
+    for key, value in overrides.items():
+        if key not in keys:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(keys)}")
+        if "." in key:
+            section, name = key.split(".", 1)
+            sub = getattr(config, section)
+            new = _coerce(value, getattr(sub, name), key)
+            config = dataclasses.replace(config, **{section: dataclasses.replace(sub, **{name: new})})
+        else:
+            config = dataclasses.replace(config, **{key: _coerce(value, getattr(config, key), key)})
+    validate(config)
+    return config
+
+
+def make_config(preset: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Config:
+    """The named preset with optional dotted-key overrides, e.g. ``{"stage2.steps": 100}``."""
+    values = _preset_values(preset)
+    config = override(Config(preset=preset), values)
+    return override(config, overrides or {})
+
+
+def validate(config: Config) -> None:
+    """Reject values that no code path could use, naming the offending key."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(message)
+
+    need(config.preset in PRESETS, f"preset must be one of {PRESETS}, got {config.preset!r}")
+    need(config.encoder.input in ("haar", "rgb"), "encoder.input must be 'haar' or 'rgb'")
+    need(config.encoder.kernel_target in ("lr", "hr"), "encoder.kernel_target must be 'lr' or 'hr'")
+    need(config.model.head in ("lte", "liif", "metasr", "srno"),
+         "model.head must be one of lte, liif, metasr, srno")
+    need(config.stage2.schedule in ("cosine", "step"), "stage2.schedule must be 'cosine' or 'step'")
+    need(all(k % 2 == 1 and k >= 1 for k in config.degradation.kernel_sizes),
+         "degradation.kernel_sizes must be odd positive integers")
+    need(config.degradation.lr_kernel_size % 2 == 1, "degradation.lr_kernel_size must be odd")
+    lo, hi = config.degradation.scale_range
+    need(1.0 <= lo <= hi and math.isfinite(hi), "degradation.scale_range must satisfy 1 <= lo <= hi")
+    need(set(config.degradation.modes) <= {"bicubic", "bilinear", "area"},
+         "degradation.modes must be drawn from bicubic, bilinear, area")
+    for section in ("stage1", "stage2"):
+        s = getattr(config, section)
+        need(s.batch_size >= 1 and s.steps >= 0 and s.patch_size >= 8 and s.lr > 0,
+             f"{section}: batch_size >= 1, steps >= 0, patch_size >= 8, lr > 0")
+    need(config.stage1.batch_size >= 2, "stage1.batch_size must be >= 2 (BatchNorm)")
+    need(config.stage2.cycle_weight >= 0, "stage2.cycle_weight must be >= 0")
+    need(len(config.model.mlp) >= 1, "model.mlp needs at least one hidden layer")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """A JSON-ready nested dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Inverse of ``to_dict``; unknown keys raise ``ValueError`` (e.g. a checkpoint from a
+    newer or older layout)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    preset = flat.pop("preset", "cpu")
+    return override(Config(preset=preset), flat)
+
+
+def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
+    """A short stable hash of the whole config, or of the named sections only.
+
+    Checkpoints are keyed by it, so that changing a hyperparameter never reuses a stale model.
+    """
+    data = to_dict(config)
+    if sections is not None:
+        data = {k: data[k] for k in sections}
+    blob = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+# Which sections determine each stage's weights: stage 1 does not depend on the SR module.
+STAGE1_SECTIONS = ("seed", "data", "degradation", "encoder", "stage1")
+STAGE2_SECTIONS = STAGE1_SECTIONS + ("model", "stage2")
+
+
+# The methods of Tables 1 and 2, each a set of overrides on one preset. "ours" is the paper's
+# full model; the Table 2 ablations switch its modulation (implicit representation) and cycle.
+METHODS: dict[str, dict[str, Any]] = {
+    "ours": {"model.head": "lte", "model.modulation": True, "model.deblur": False,
+             "stage2.cycle_weight": 0.1},
+    "lte": {"model.head": "lte", "model.modulation": False, "model.deblur": False,
+            "stage2.cycle_weight": 0.0},
+    "liif": {"model.head": "liif", "model.modulation": False, "model.deblur": False,
+             "stage2.cycle_weight": 0.0},
+    "metasr": {"model.head": "metasr", "model.modulation": False, "model.deblur": False,
+               "stage2.cycle_weight": 0.0},
+    "srno": {"model.head": "srno", "model.modulation": False, "model.deblur": False,
+             "stage2.cycle_weight": 0.0},
+    "dcls_liif": {"model.head": "liif", "model.modulation": False, "model.deblur": True,
+                  "stage2.cycle_weight": 0.0},
+    "dcls_lte": {"model.head": "lte", "model.modulation": False, "model.deblur": True,
+                 "stage2.cycle_weight": 0.0},
+    # Table 2: implicit degradation (modulation) x cycle-consistency.
+    "implicit_only": {"model.head": "lte", "model.modulation": True, "model.deblur": False,
+                      "stage2.cycle_weight": 0.0},
+    "cycle_only": {"model.head": "lte", "model.modulation": False, "model.deblur": False,
+                   "stage2.cycle_weight": 0.1},
+}
+TABLE1_METHODS = ("metasr", "liif", "lte", "srno", "dcls_liif", "dcls_lte", "ours")
+TABLE2_METHODS = ("lte", "cycle_only", "implicit_only", "ours")  # neither, cycle, implicit, both
+
+
+def method_config(config: Config, method: str) -> Config:
+    """``config`` with the architecture and loss of a named method of Table 1 or 2."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return override(config, METHODS[method])

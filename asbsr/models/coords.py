@@ -1,0 +1,112 @@
+"""Continuous image coordinates, cells and the local-ensemble neighbour lookup.
+
+An image of ``h x w`` pixels is treated as a function on the square ``[-1, 1]^2``; pixel ``(i, j)``
+is the cell centred at ``(-1 + (2i + 1) / h, -1 + (2j + 1) / w)`` (``align_corners=False``).
+Coordinates are ``(y, x)`` pairs, as in LIIF and LTE. A query also carries its *cell*: the height
+and width of the output pixel it stands for, ``(2 / H, 2 / W)`` for an ``H x W`` output.
+
+Every arbitrary-scale head (LTE, LIIF, MetaSR, SRNO) reads features through ``gather_neighbours``
+so that the nearest-feature rule and the area weights are written once.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+# LIIF/LTE shift each neighbour query by this much so that a query on a cell border is not
+# rounded back to its own cell.
+ENSEMBLE_EPS = 1e-6
+
+
+def make_coord(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Pixel-centre coordinates of an ``height x width`` grid, row-major: ``(height * width, 2)``."""
+    ys = -1 + (2 * torch.arange(height, device=device, dtype=dtype) + 1) / height
+    xs = -1 + (2 * torch.arange(width, device=device, dtype=dtype) + 1) / width
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)
+    return grid.reshape(-1, 2)
+
+
+def make_cell(height: int, width: int, count: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The cell ``(2 / height, 2 / width)`` of an ``height x width`` output, repeated: ``(count, 2)``."""
+    cell = torch.tensor([2.0 / height, 2.0 / width], device=device, dtype=dtype)
+    return cell.expand(count, 2).clone()
+
+
+def nearest_index(coord: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the feature pixel whose cell contains each coordinate.
+
+    ``coord``: ``(..., 2)``; returns two integer tensors of shape ``(...)``, clamped to the grid.
+    """
+    row = torch.floor((coord[..., 0] + 1) * height / 2).long().clamp_(0, height - 1)
+    col = torch.floor((coord[..., 1] + 1) * width / 2).long().clamp_(0, width - 1)
+    return row, col
+
+
+def neighbour_offsets(local_ensemble: bool) -> list[tuple[int, int]]:
+    """The ``(dy, dx)`` shifts, in feature pixels, whose nearest features a query blends."""
+    if local_ensemble:
+        return [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    return [(0, 0)]
+
+
+def gather_neighbours(
+    maps: Sequence[torch.Tensor], coord: torch.Tensor, local_ensemble: bool
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Nearest-feature lookup for each query, with LIIF's local ensemble.
+
+    Args:
+        maps: feature maps ``(B, C_k, h, w)`` that share one ``h x w`` grid.
+        coord: queries ``(B, Q, 2)`` in ``[-1, 1]``.
+        local_ensemble: blend the 4 nearest features (shifts of half a feature pixel up/down,
+            left/right) with bilinear-like area weights; otherwise use the single nearest one.
+
+    Returns:
+        values: one tensor ``(B, N, Q, C_k)`` per map, N = 4 or 1 neighbours.
+        rel_coord: ``(B, N, Q, 2)``, query minus feature-centre coordinate, multiplied by
+            ``(h, w)`` (so one feature pixel spans 2 units, as in LIIF and LTE).
+        weights: ``(B, N, Q)``, summing to 1 over N: each neighbour is weighted by the area of
+            the rectangle between the query and the *diagonally opposite* neighbour's centre.
+    """
+    batch, queries, _ = coord.shape
+    height, width = maps[0].shape[-2:]
+    offsets = neighbour_offsets(local_ensemble)
+    # All neighbours in one lookup: (B, N, Q, 2).
+    shift = torch.tensor(offsets, device=coord.device, dtype=coord.dtype)
+    shift = shift * torch.tensor([1.0 / height, 1.0 / width], device=coord.device, dtype=coord.dtype)
+    if local_ensemble:
+        shift = shift + ENSEMBLE_EPS * torch.sign(shift)
+    shifted = (coord.unsqueeze(1) + shift.view(1, -1, 1, 2)).clamp(-1 + 1e-6, 1 - 1e-6)
+    row, col = nearest_index(shifted, height, width)
+    flat_index = (row * width + col).reshape(batch, -1)  # (B, N*Q)
+    batch_index = torch.arange(batch, device=coord.device).unsqueeze(1)
+    values = []
+    for fmap in maps:
+        channels = fmap.shape[1]
+        table = fmap.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        values.append(table[batch_index, flat_index].view(batch, len(offsets), queries, channels))
+    centre = torch.stack(
+        [-1 + (2 * row.to(coord.dtype) + 1) / height, -1 + (2 * col.to(coord.dtype) + 1) / width],
+        dim=-1,
+    )
+    scale = torch.tensor([height, width], device=coord.device, dtype=coord.dtype)
+    rel_coord = (coord.unsqueeze(1) - centre) * scale
+    if local_ensemble:
+        area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9
+        # Offsets are ordered (-,-), (-,+), (+,-), (+,+): the diagonal opposite of k is 3 - k.
+        weights = area.flip(1) / area.sum(dim=1, keepdim=True)
+    else:
+        weights = torch.ones(batch, 1, queries, device=coord.device, dtype=coord.dtype)
+    return values, rel_coord, weights
+
+
+def bilinear_sample(image: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``image`` ``(B, C, h, w)`` at ``coord`` ``(B, Q, 2)``: ``(B, Q, C)``.
+
+    Border padding, ``align_corners=False``: the skip connection of LTE and SRNO.
+    """
+    grid = coord.flip(-1).unsqueeze(1)  # grid_sample wants (x, y)
+    sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled[:, :, 0, :].transpose(1, 2)
