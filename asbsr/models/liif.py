@@ -1,0 +1,110 @@
+"""LIIF: the local implicit image function (Chen et al., CVPR 2021), a Table 1 baseline.
+
+LIIF represents the image as a continuous function decoded by one shared MLP ``f_theta`` from the
+latent code ``z*`` nearest to each query ``x_q``:
+
+    I(x_q) = sum_t  S_t / S * f_theta(z*_t, x_q - v*_t, cell)
+
+where ``t`` runs over the 4 latent codes around ``x_q`` (the local ensemble) and ``S_t`` is the
+area of the rectangle between ``x_q`` and the *diagonally opposite* code ``v*_{3-t}``.
+``z*`` is the 3x3 neighbourhood of the EDSR feature, unfolded (``9 * n_feats`` channels).
+
+As in the original, there are no Fourier terms (that is LTE's contribution) and no bilinear skip
+of the input. The only difference from LIIF is optional: ``cfg.modulation`` lets EDSR's residual
+blocks be conditioned on the implicit degradation representation, as in Section 3.3 of the paper.
+Sizes come from ``ModelConfig``: the MLP hidden layers are ``cfg.mlp`` (LIIF: 256 x 4).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asbsr.config import ModelConfig
+from asbsr.models.coords import gather_neighbours
+from asbsr.models.edsr import EDSR
+
+
+def make_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim`` with ReLU between layers.
+
+    Works on any leading shape ``(..., in_dim)``, so each query (and each neighbour) is decoded
+    independently of the others.
+    """
+    layers: list[nn.Module] = []
+    last = in_dim
+    for size in hidden:
+        layers += [nn.Linear(last, size), nn.ReLU(inplace=True)]
+        last = size
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+def normalise(lr: torch.Tensor) -> torch.Tensor:
+    """``[0, 1] -> [-1, 1]``: every head works on ``(x - 0.5) / 0.5`` (the LIIF/LTE convention)."""
+    return (lr - 0.5) / 0.5
+
+
+def unfold3x3(feat: torch.Tensor) -> torch.Tensor:
+    """The 3x3 neighbourhood of each pixel stacked on channels, zero-padded at the border.
+
+    ``feat``: ``(B, C, h, w)`` -> ``(B, 9C, h, w)``, channel ``c * 9 + 3 * i + j`` holds
+    ``feat[:, c, y + i - 1, x + j - 1]`` (``F.unfold``'s channel-major order).
+    """
+    batch, channels, height, width = feat.shape
+    return F.unfold(feat, kernel_size=3, padding=1).view(batch, channels * 9, height, width)
+
+
+def cell_in_lr_pixels(cell: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The query cell ``(B, Q, 2)`` in the units of ``rel_coord``: ``cell * (h, w)``.
+
+    One LR feature pixel spans 2 units of ``rel_coord``, so an output pixel of an ``x s``
+    upscaling is ``2 / s`` units long; LIIF feeds exactly this to its decoder.
+    """
+    return cell * torch.tensor([height, width], device=cell.device, dtype=cell.dtype)
+
+
+class LIIF(nn.Module):
+    """EDSR features + LIIF decoder.
+
+    ``encode(lr (B,3,h,w) in [0,1], rep)`` -> ``{"inp": (B,3,h,w), "feat": (B, 9*n_feats, h, w)}``
+    (``feat`` is already unfolded so that the query step is a pure lookup).
+    ``query(features, coord (B,Q,2), cell (B,Q,2))`` -> ``(B, Q, 3)`` in [0, 1] space, unclamped.
+    """
+
+    def __init__(self, cfg: ModelConfig, rep_dim: int = 256):
+        super().__init__()
+        self.modulated = cfg.modulation
+        self.local_ensemble = cfg.local_ensemble
+        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None)
+        # Decoder input: unfolded feature (9C) + relative coordinate (2) + cell (2).
+        self.decoder = make_mlp(cfg.n_feats * 9 + 4, cfg.mlp, 3)
+
+    @property
+    def receptive_radius(self) -> int:
+        """LR pixels of context one encoded pixel depends on: EDSR's, plus 1 for the 3x3 unfold
+        (tiled encoding needs a halo at least this wide)."""
+        return self.encoder.receptive_radius + 1
+
+    def encode(self, lr: torch.Tensor, rep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        inp = normalise(lr)
+        feat = self.encoder(inp, rep if self.modulated else None)
+        return {"inp": inp, "feat": unfold3x3(feat)}
+
+    def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
+              cell: torch.Tensor) -> torch.Tensor:
+        feat = features["feat"]
+        height, width = feat.shape[-2:]
+        (codes,), rel_coord, weights = gather_neighbours([feat], coord, self.local_ensemble)
+        # codes (B, N, Q, 9C), rel_coord (B, N, Q, 2), weights (B, N, Q).
+        rel_cell = cell_in_lr_pixels(cell, height, width).unsqueeze(1).expand_as(rel_coord)
+        pred = self.decoder(torch.cat([codes, rel_coord, rel_cell], dim=-1))  # (B, N, Q, 3)
+        out = (pred * weights.unsqueeze(-1)).sum(dim=1)
+        return out * 0.5 + 0.5
+
+    def forward(self, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+                rep: torch.Tensor | None = None) -> torch.Tensor:
+        return self.query(self.encode(lr, rep), coord, cell)
