@@ -1,0 +1,168 @@
+"""Whole-image arbitrary-scale inference: output grids, cell clipping, chunked queries and tiled
+encoding, for any head with the ``encode`` / ``query`` API.
+
+``upscale(model, lr, scale=3.6, rep=r)`` asks the SR module for every pixel centre of the
+``round(h * s) x round(w * s)`` output. Two knobs bound the memory:
+
+* ``chunk``: output pixels per ``query`` call (the head's activations grow with it).
+* ``tile``: encode the LR image in tiles of ``tile x tile`` LR pixels, each with ``halo`` pixels of
+  context on every side, and stitch the cropped feature maps. Every convolution of the encoder is
+  3x3 with zero padding, so a feature pixel depends on the LR pixels within ``receptive_radius``
+  of it; with ``halo >= receptive_radius`` a tile's centre equals the untiled encoding, and a tile
+  touching the image border sees the same zero padding there as the whole image does.
+
+E is not run here: the caller passes ``rep = E(lr)``, computed on the whole image. The modulation
+is global (one representation per image), so every tile uses the same ``rep`` and tiling stays
+exact (``asbsr.models.blind.BlindSR`` runs E and then this module).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from asbsr.degradation import check_scale
+from asbsr.models.coords import make_coord
+
+
+def output_size(lr_size: Sequence[int], scale=None, size=None) -> tuple[int, int]:
+    """The ``(H, W)`` of the output: ``(round(h * scale), round(w * scale))`` (Python's ``round``,
+    half to even), or ``size`` itself. Exactly one of ``scale`` / ``size``; ValueError otherwise."""
+    if (scale is None) == (size is None):
+        raise ValueError("give exactly one of scale or size")
+    h, w = lr_size
+    if scale is not None:
+        scale = check_scale(scale)
+        out = (round(h * scale), round(w * scale))
+        if min(out) < 1:
+            raise ValueError(f"scale {scale} makes an empty output from a {h}x{w} input")
+        return out
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in size)):
+        raise ValueError(f"size must be two positive integers (H, W), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def grid_queries(out_size: Sequence[int], lr_size: Sequence[int],
+                 training_max_scale: float | None = 4.0, device=None, dtype=torch.float32,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries for every pixel of an ``H x W`` output of an ``h x w`` input.
+
+    Returns ``coord (H*W, 2)``, the pixel centres ``-1 + (2i + 1) / H`` (row-major), and
+    ``cell (H*W, 2)`` = ``(2 / H, 2 / W)``, clipped for scales beyond training (LTE's test-time
+    rule): per axis, with the effective scale ``s = H / h``, ``cell = 2 / H * max(s / s_max, 1)``,
+    i.e. never smaller than the cell of an ``s_max`` upscaling. ``training_max_scale=None``
+    disables the clipping. With ``out_size == lr_size`` these are the scale-1 queries of the LR
+    grid itself (the cycle of Section 3.4).
+    """
+    (H, W), (h, w) = out_size, lr_size
+    coord = make_coord(H, W, device=device, dtype=dtype)
+    cell = torch.tensor([2.0 / H, 2.0 / W], device=device, dtype=dtype)
+    if training_max_scale is not None:
+        if not training_max_scale > 0:
+            raise ValueError(f"training_max_scale must be > 0, got {training_max_scale!r}")
+        factor = [max((H / h) / training_max_scale, 1.0), max((W / w) / training_max_scale, 1.0)]
+        cell = cell * torch.tensor(factor, device=device, dtype=dtype)
+    return coord, cell.expand(H * W, 2).clone()
+
+
+def required_halo(model: nn.Module) -> int:
+    """LR pixels of context a tile needs on each side: the model's ``receptive_radius``
+    (for LTE ``2 * n_resblocks + 3``: head conv 1, two per block, tail conv 1, coef/freq conv 1).
+
+    A head whose encoding depends on the whole image (SRNO's attention) declares
+    ``receptive_radius = None`` and cannot be tiled: ValueError, as for a model without the
+    attribute."""
+    radius = getattr(model, "receptive_radius", None)
+    if radius is None:
+        raise ValueError(f"{type(model).__name__} declares no finite receptive_radius, so tiled "
+                         "encoding cannot equal the untiled one; use tile=0")
+    return int(radius)
+
+
+def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, tile: int,
+                 halo: int | None = None) -> dict[str, torch.Tensor]:
+    """``model.encode(lr, rep)`` computed tile by tile: the same dict of ``(B, C_k, h, w)`` maps.
+
+    ``lr``: ``(B, 3, h, w)``; each ``tile x tile`` block (smaller at the right and bottom edges)
+    is encoded with ``halo`` extra LR pixels on each side (clipped at the image border), and the
+    halo is cropped from every returned map before stitching. ``halo=None`` uses
+    ``required_halo(model)``, for which the result equals the untiled encoding up to float
+    rounding; a model without the attribute needs an explicit ``halo``, and one that declares
+    ``receptive_radius = None`` cannot be tiled (ValueError). The same global ``rep`` is used for
+    every tile.
+    """
+    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 1:
+        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if halo is None or (hasattr(model, "receptive_radius") and model.receptive_radius is None):
+        halo = required_halo(model)  # raises for a whole-image encoding, whatever the halo
+    halo = int(halo)
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    height, width = lr.shape[-2:]
+    stitched: dict[str, torch.Tensor] = {}
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            y0, x0 = max(top - halo, 0), max(left - halo, 0)
+            y1, x1 = min(bottom + halo, height), min(right + halo, width)
+            maps = model.encode(lr[..., y0:y1, x0:x1], rep)
+            for key, fmap in maps.items():
+                if fmap.shape[-2:] != (y1 - y0, x1 - x0):
+                    raise ValueError(f"encode's {key!r} is not at LR resolution; cannot tile it")
+                if key not in stitched:
+                    stitched[key] = fmap.new_empty(*fmap.shape[:-2], height, width)
+                stitched[key][..., top:bottom, left:right] = \
+                    fmap[..., top - y0:bottom - y0, left - x0:right - x0]
+    return stitched
+
+
+def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
+            rep: torch.Tensor | None = None, chunk: int = 65536, tile: int = 0,
+            training_max_scale: float | None = 4.0, progress: bool = False,
+            halo: int | None = None) -> torch.Tensor:
+    """Super-resolve ``lr`` ``(B, 3, h, w)`` in [0, 1] to ``(B, 3, H, W)`` clamped to [0, 1].
+
+    Args:
+        scale: upscaling factor (finite, > 0; non-integer allowed): ``H, W = round(h*s), round(w*s)``.
+        size: or the output size ``(H, W)`` directly. Exactly one of the two.
+        rep: E's representation ``(B, dim)``, required when ``model.modulated``.
+        chunk: output pixels per query call.
+        tile: if > 0, encode in LR tiles of this side (``encode_tiled``, with ``halo``).
+        training_max_scale: the largest training scale, for the cell clipping of ``grid_queries``.
+        progress: show a tqdm bar over the query chunks.
+        halo: LR context per tile side; ``None`` uses ``required_halo(model)`` (exact).
+
+    Runs under ``torch.no_grad``; does not change ``model.training`` (call ``model.eval()``
+    first if the head has mode-dependent layers).
+    """
+    if lr.dim() != 4 or lr.shape[1] != 3:
+        raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
+        raise ValueError(f"tile must be an integer >= 0, got {tile!r}")
+    if getattr(model, "modulated", False) and rep is None:
+        raise ValueError("the model is modulated: pass rep = E(lr), the degradation representation")
+    batch, _, h, w = lr.shape
+    H, W = output_size((h, w), scale, size)
+    # fp32 coordinates (fp64 for an fp64 input): fp16 cannot resolve the pixel centres of a
+    # large output.
+    dtype = torch.float64 if lr.dtype == torch.float64 else torch.float32
+    coord, cell = grid_queries((H, W), (h, w), training_max_scale, device=lr.device, dtype=dtype)
+    # no_grad rather than inference_mode: the result is then an ordinary tensor that callers may
+    # modify in place or feed to a later autograd computation.
+    with torch.no_grad():
+        features = encode_tiled(model, lr, rep, tile, halo) if tile else model.encode(lr, rep)
+        out = lr.new_empty(batch, H * W, 3)
+        starts = range(0, H * W, chunk)
+        for start in tqdm(starts, desc="upscale", unit="chunk", disable=not progress):
+            stop = min(start + chunk, H * W)
+            pred = model.query(features, coord[None, start:stop].expand(batch, -1, -1),
+                               cell[None, start:stop].expand(batch, -1, -1))
+            out[:, start:stop] = pred.to(out.dtype)
+    return out.view(batch, H, W, 3).permute(0, 3, 1, 2).clamp(0, 1).contiguous()

@@ -1,0 +1,119 @@
+"""Implicit degradation predictor E and its SimSiam heads (Section 3.1, Eq. 3).
+
+E maps an LR patch to a vector that describes *how* the patch was degraded (blur, downsampler,
+scale), not *what* it shows. Following the paper, E looks at the three high-frequency Haar
+subbands of every RGB channel, ``y_H`` (9 channels at half resolution), because blur and
+downsampling act mostly on high frequencies. The ``"rgb"`` variant feeds the RGB patch itself,
+as DASR does, for the ablation.
+
+E is trained with SimSiam (Eq. 3)::
+
+    L_cl = 1/2 D(E(y1_H), G(E(y2_H))) + 1/2 D(E(y2_H), G(E(y1_H)))
+
+with D the negative cosine similarity and a stop-gradient on the un-predicted branch. In SimSiam's
+terms, the ``E`` of Eq. 3 is the encoder followed by a projector (``z``), and ``G`` is the
+predictor (``p``). The representation used downstream (by M and by the SR module) is the
+encoder's output ``r``, before the projector.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asbsr.wavelet import haar_high_bands
+
+
+def _conv_bn_act(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class DegradationEncoder(nn.Module):
+    """Implicit degradation predictor E: LR patch ``(B, 3, h, w)`` in [0, 1] -> ``(B, dim)``.
+
+    Six 3x3 convolutions, each followed by BatchNorm and LeakyReLU(0.1), then global average
+    pooling. At ``dim=256`` the widths are 64, 64, 128 (stride 2), 128, 256 (stride 2), 256; for
+    another ``dim`` they scale as dim/4, dim/4, dim/2, dim/2, dim, dim.
+
+    Inputs:
+        * ``input="haar"`` (the paper): ``haar_high_bands(lr)`` -> ``(B, 9, h/2, w/2)``, the LH, HL,
+          HH bands of each RGB channel. The bands are differences of pixels, hence already
+          centred on 0, and are fed as they are.
+        * ``input="rgb"`` (DASR-style): the RGB patch normalised as ``(lr - 0.5) / 0.5``, the same
+          normalisation as the SR module.
+
+    Either way a BatchNorm follows the first convolution, so an affine rescaling of the input
+    changes nothing but BatchNorm's epsilon; the normalisation is for readability, not accuracy.
+    """
+
+    def __init__(self, input: str = "haar", dim: int = 256):
+        super().__init__()
+        if input not in ("haar", "rgb"):
+            raise ValueError(f"input must be 'haar' or 'rgb', got {input!r}")
+        if dim < 4 or dim % 4:
+            raise ValueError(f"dim must be a positive multiple of 4, got {dim}")
+        self.input = input
+        self.dim = dim
+        in_channels = 9 if input == "haar" else 3
+        widths = (dim // 4, dim // 4, dim // 2, dim // 2, dim, dim)
+        strides = (1, 1, 2, 1, 2, 1)
+        layers = []
+        for width, stride in zip(widths, strides):
+            layers.append(_conv_bn_act(in_channels, width, stride))
+            in_channels = width
+        self.body = nn.Sequential(*layers)
+
+    def prepare(self, lr: torch.Tensor) -> torch.Tensor:
+        """The network's input for an LR batch: the 9 Haar high bands, or the normalised RGB."""
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise ValueError(f"expected an RGB batch (B, 3, h, w), got shape {tuple(lr.shape)}")
+        if self.input == "haar":
+            return haar_high_bands(lr)
+        return (lr - 0.5) / 0.5
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """``lr``: ``(B, 3, h, w)`` in [0, 1] -> representation ``r``: ``(B, dim)``."""
+        return self.body(self.prepare(lr)).mean(dim=(2, 3))
+
+
+class SimSiam(nn.Module):
+    """SimSiam around an encoder (Eq. 3): projector (z) and predictor G (p).
+
+    * projector: ``dim -> dim -> dim -> dim``, BatchNorm + ReLU after the first two linear layers
+      and a BatchNorm without affine parameters after the last, as in SimSiam.
+    * predictor G: ``dim -> pred_hidden (BatchNorm, ReLU) -> dim``.
+
+    ``forward(x1, x2)`` returns ``(p1, p2, z1.detach(), z2.detach(), r1, r2)``: the stop-gradient
+    of Eq. 3 is applied here, so ``simsiam_loss(p1, p2, z1, z2)`` can only push gradients through
+    the predicted branch. ``r1, r2`` are the encoder outputs, kept attached for the kernel
+    estimator M, whose loss L_k also trains E.
+
+    Note: the authors' released code never passed the projector's parameters to the optimizer
+    (a defect). Here the projector is an ordinary submodule, so ``simsiam.parameters()`` trains it.
+    """
+
+    def __init__(self, encoder: nn.Module, dim: int = 256, pred_hidden: int = 512):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = nn.Sequential(
+            nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+            nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
+            nn.Linear(dim, dim), nn.BatchNorm1d(dim, affine=False),
+        )
+        self.predictor = nn.Sequential(
+            nn.Linear(dim, pred_hidden, bias=False), nn.BatchNorm1d(pred_hidden),
+            nn.ReLU(inplace=True), nn.Linear(pred_hidden, dim),
+        )
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+        """Two views ``(B, 3, h, w)`` with the same degradation -> ``(p1, p2, z1, z2, r1, r2)``,
+        each ``(B, dim)``; ``z1, z2`` are detached (stop-gradient)."""
+        # Each view goes through the encoder on its own, so BatchNorm statistics are per view.
+        r1, r2 = self.encoder(x1), self.encoder(x2)
+        z1, z2 = self.projector(r1), self.projector(r2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return p1, p2, z1.detach(), z2.detach(), r1, r2
