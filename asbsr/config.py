@@ -130,7 +130,7 @@ def _preset_values(name: str) -> dict[str, Any]:
     if name == "smoke":
         return {
             "stage1.batch_size": 16, "stage1.patch_size": 32, "stage1.steps": 30,
-            "stage1.checkpoint_every": 10,
+            "stage1.checkpoint_every": 10, "encoder.dim": 64,
             "model.n_resblocks": 2, "model.n_feats": 16, "model.width": 64, "model.mlp": (64, 64),
             "stage2.batch_size": 8, "stage2.patch_size": 32, "stage2.queries": 1024,
             "stage2.steps": 60, "stage2.checkpoint_every": 20,

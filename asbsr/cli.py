@@ -1,0 +1,146 @@
+"""The ``asbsr`` command.
+
+    asbsr upscale IN.png OUT.png --scale 3.6      (or --size W H)
+    asbsr pipeline --preset cpu                   (the notebooks through papermill)
+
+Bad input gets one line on stderr starting with ``error:`` and exit code 2; no output file is
+written unless the whole image was computed (the write itself is atomic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+MIN_SIDE = 8  # E halves the input three times (Haar, two stride-2 convs)
+MAX_OUTPUT_PIXELS = 250_000_000  # ~3 GB of float32 output; raise with --max-pixels
+
+
+class UsageError(ValueError):
+    """A problem with what the user asked for, reported as one line."""
+
+
+def _positive_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"scale must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _check_output_path(path: Path) -> None:
+    Image.init()
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"cannot write {path.name}: unknown image type {path.suffix!r} "
+                         f"(use .png, .jpg, .tif, .bmp or .webp)")
+    if not path.parent.exists():
+        raise UsageError(f"output folder {path.parent} does not exist")
+
+
+def upscale_command(args: argparse.Namespace) -> int:
+    from asbsr.checkpoint import CheckpointError
+    from asbsr.data import ImageError, read_image, save_image
+    from asbsr.zoo import default_model_path, load_model
+
+    output = Path(args.output)
+    _check_output_path(output)
+    loaded = read_image(args.input)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _, h, w = loaded.image.shape
+    if min(h, w) < MIN_SIDE:
+        raise UsageError(f"{args.input} is {w}x{h} pixels; at least {MIN_SIDE} on each side needed")
+    if args.size:
+        width, height = args.size
+        if width < 1 or height < 1:
+            raise UsageError(f"--size needs positive width and height, got {width} {height}")
+        out_h, out_w = height, width
+        scale = max(out_h / h, out_w / w)
+    else:
+        scale = args.scale
+        out_h, out_w = round(h * scale), round(w * scale)
+        if min(out_h, out_w) < 1:
+            raise UsageError(f"scale {scale} makes an empty image from {w}x{h}")
+    if out_h * out_w > args.max_pixels:
+        raise UsageError(f"output {out_w}x{out_h} = {out_h * out_w / 1e6:.0f} MP exceeds the limit of "
+                         f"{args.max_pixels / 1e6:.0f} MP (raise it with --max-pixels)")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
+    if checkpoint is None:
+        raise UsageError("no --checkpoint given and the model zoo has no default model")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model, config = load_model(checkpoint, device=device)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    low, high = config.degradation.scale_range
+    if scale > high:
+        print(f"warning: scale {scale:g} is above the training range ({low:g}-{high:g}); "
+              f"cells are clipped as in LTE, expect softer detail", file=sys.stderr)
+    elif scale < 1:
+        print(f"warning: scale {scale:g} < 1 downscales; the model was trained for upscaling",
+              file=sys.stderr)
+    lr = loaded.image.unsqueeze(0).to(device)
+    size = (out_h, out_w)
+    progress = out_h * out_w > 4_000_000
+    sr = model.upscale(lr, size=size, chunk=args.chunk, tile=args.tile,
+                       training_max_scale=high, progress=progress)
+    save_image(sr[0].cpu(), output)
+    print(f"{args.input} ({w}x{h}) -> {output} ({out_w}x{out_h}, x{scale:.3g}) "
+          f"with {checkpoint.name} on {device.type}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asbsr", description="Arbitrary-scale blind super-resolution")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("upscale", help="super-resolve one image at any scale")
+    up.add_argument("input", help="input image (PNG, JPEG, TIFF, ...; grayscale/RGBA/16-bit are converted)")
+    up.add_argument("output", help="output image path; written only when complete")
+    how = up.add_mutually_exclusive_group(required=True)
+    how.add_argument("--scale", type=_positive_scale, help="upscaling factor, e.g. 3.6")
+    how.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="output width and height")
+    up.add_argument("--checkpoint", help="zoo model or stage-2 checkpoint (default: the shipped model)")
+    up.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    up.add_argument("--chunk", type=int, default=65536, help="output pixels per query pass")
+    up.add_argument("--tile", type=int, default=0,
+                    help="encode the input in tiles of this many LR pixels (bounds memory)")
+    up.add_argument("--max-pixels", type=float, default=MAX_OUTPUT_PIXELS,
+                    help="refuse outputs larger than this many pixels")
+    up.set_defaults(handler=upscale_command)
+    pipe = commands.add_parser("pipeline", help="run the notebooks with papermill",
+                               add_help=False)
+    pipe.set_defaults(handler=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pipeline"]:
+        from asbsr.pipeline import main as pipeline_main
+        return pipeline_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from asbsr.checkpoint import CheckpointError
+    from asbsr.data import ImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return args.handler(args)
+    except (UsageError, ImageError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; try --tile 256 and a smaller --chunk", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The whole arbitrary-scale blind SR model at inference: implicit predictor E + SR module.
+
+Section 3.5: "During inference, we only require the implicit degradation predictor and the
+arbitrary-scale super-resolution module". The explicit kernel estimator M is kept only for the
+DCLS-style baselines, which deconvolve the LR input with M's kernel before super-resolving it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asbsr.inference import upscale
+from asbsr.models.dcls import wiener_deconvolve
+from asbsr.models.kernel_estimator import KernelEstimator
+from asbsr.models.predictor import DegradationEncoder
+
+
+class BlindSR(nn.Module):
+    """E (frozen, eval mode) followed by an arbitrary-scale head that may be modulated by E.
+
+    ``prepare(lr)`` does the whole-image work once -- E's representation and, for the DCLS-style
+    baselines, the LR-space deconvolution -- so that tiled encoding and chunked queries see the
+    same global representation as an untiled pass.
+    """
+
+    def __init__(self, encoder: DegradationEncoder, sr: nn.Module,
+                 estimator: KernelEstimator | None = None, deblur: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.sr = sr
+        self.estimator = estimator
+        self.deblur = deblur
+        if deblur and estimator is None:
+            raise ValueError("deblur needs the kernel estimator M")
+        for frozen in (encoder, estimator):
+            if frozen is not None:
+                frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "BlindSR":
+        # E and M stay in eval mode even while the SR module trains: their BatchNorm statistics
+        # were learned in stage 1 (the authors' release left them in train mode, a defect).
+        super().train(mode)
+        self.encoder.eval()
+        if self.estimator is not None:
+            self.estimator.eval()
+        return self
+
+    @property
+    def modulated(self) -> bool:
+        return bool(getattr(self.sr, "modulated", False))
+
+    def representation(self, lr: torch.Tensor) -> torch.Tensor:
+        """E's implicit degradation representation of ``lr`` ``(B, 3, h, w)``: ``(B, dim)``."""
+        with torch.no_grad():
+            return self.encoder(lr)
+
+    def prepare(self, lr: torch.Tensor, rep: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The SR module's input and condition: ``(lr or its deconvolution, representation)``.
+
+        ``rep`` may be passed when the caller already ran E on ``lr``.
+        """
+        if rep is None and (self.modulated or self.deblur):
+            rep = self.representation(lr)
+        if self.deblur:
+            with torch.no_grad():
+                lr = wiener_deconvolve(lr, self.estimator(rep))
+        return lr, rep
+
+    def encode(self, lr: torch.Tensor, rep: torch.Tensor | None = None) -> dict:
+        prepared, rep = self.prepare(lr, rep)
+        return self.sr.encode(prepared, rep)
+
+    def query(self, features: dict, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        return self.sr.query(features, coord, cell)
+
+    def forward(self, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        return self.query(self.encode(lr), coord, cell)
+
+    def upscale(self, lr: torch.Tensor, scale=None, size=None, **options) -> torch.Tensor:
+        """Whole-image SR of ``lr`` ``(B, 3, h, w)``: E (and the deconvolution, for the DCLS-style
+        baselines) on the whole image once, then ``asbsr.inference.upscale`` of the SR module with
+        its chunked queries (and tiled encoding when ``tile`` is given)."""
+        prepared, rep = self.prepare(lr)
+        return upscale(self.sr, prepared, scale=scale, size=size, rep=rep, **options)

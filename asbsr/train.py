@@ -1,0 +1,270 @@
+"""The two training stages of Section 3.5, with checkpoints that resume.
+
+Stage 1 trains the implicit predictor E (through SimSiam, Eq. 3) and the explicit kernel
+estimator M (L_k against Eq. 4's k_l) jointly: ``L = L_cl + L_k``; M reads E's representation
+without a stop-gradient, so L_k shapes E too.
+
+Stage 2 freezes E and M (and keeps them in eval mode) and trains the arbitrary-scale SR module
+with Eq. 7: ``L_SR = L_super + 0.1 L_cycle``. As in the authors' code, the HR queries and the
+scale-1 queries of the LR grid (for the cycle) go through one forward pass.
+
+Both loops are the same for every preset; ``train_stage1(config, folder)`` loads the finished
+checkpoint of that exact config when it exists, resumes a partial one, or trains from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from asbsr.checkpoint import (
+    FORMAT, atomic_save, checkpoint_path, load_checkpoint, load_state, stage_key,
+)
+from asbsr.config import Config, to_dict
+from asbsr.data import load_set
+from asbsr.sampling import sample_pairs, sample_sr_batch
+from asbsr.losses import cycle_loss, kernel_loss, simsiam_loss, super_loss
+from asbsr.models import build_sr_model
+from asbsr.models.blind import BlindSR
+from asbsr.models.coords import make_cell, make_coord
+from asbsr.models.kernel_estimator import KernelEstimator
+from asbsr.models.predictor import DegradationEncoder, SimSiam
+
+# Longest side of the training photos in memory; crops are at most 48 * 4 = 192 pixels.
+TRAIN_MAX_SIDE = 1200
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (the LTE sinusoid keeps fp32 inside the head); off on CPU."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@dataclass
+class Stage1Result:
+    config: Config
+    encoder: DegradationEncoder
+    simsiam: SimSiam
+    estimator: KernelEstimator
+    history: dict
+    path: Path
+    status: str  # one line: what was loaded or trained
+
+
+@dataclass
+class Stage2Result:
+    config: Config
+    model: BlindSR
+    history: dict
+    path: Path
+    status: str
+
+
+def build_stage1(config: Config) -> tuple[DegradationEncoder, SimSiam, KernelEstimator]:
+    encoder = DegradationEncoder(input=config.encoder.input, dim=config.encoder.dim)
+    simsiam = SimSiam(encoder, dim=config.encoder.dim)
+    estimator = KernelEstimator(dim=config.encoder.dim, size=config.degradation.lr_kernel_size)
+    return encoder, simsiam, estimator
+
+
+def build_blind_sr(config: Config, encoder: DegradationEncoder, estimator: KernelEstimator) -> BlindSR:
+    sr = build_sr_model(config.model, rep_dim=config.encoder.dim)
+    return BlindSR(encoder, sr, estimator, deblur=config.model.deblur)
+
+
+def learning_rate(config: Config, step: int) -> float:
+    """Stage 2's schedule: cosine to 0, or the authors' halving at 20/40/60/80 % of training."""
+    base, steps = config.stage2.lr, max(config.stage2.steps, 1)
+    if config.stage2.schedule == "cosine":
+        return 0.5 * base * (1 + math.cos(math.pi * step / steps))
+    return base * 0.5 ** sum(step >= round(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
+
+
+def training_images(config: Config, device=None) -> list[torch.Tensor]:
+    """The HR training photos, on ``device``: the samplers follow their inputs' device, so on a
+    GPU the blur and resampling of each batch run there too."""
+    return [image.to(device) for _, image in load_set(config.data.train, max_side=TRAIN_MAX_SIDE)]
+
+
+def _save(path: Path, config: Config, stage: int, step: int, steps: int, models: dict,
+          optimizer, generator: torch.Generator, history: dict, parent: str | None = None) -> None:
+    atomic_save({
+        "format": FORMAT, "stage": stage, "config": to_dict(config), "key": stage_key(config, stage),
+        "step": step, "steps": steps,
+        "models": {name: module.state_dict() for name, module in models.items()},
+        "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+        "history": history, "parent": parent,
+    }, path)
+    path.with_suffix(".history.json").write_text(json.dumps(history))
+
+
+def _resume(path: Path, models: dict, optimizer, generator: torch.Generator, device) -> tuple[int, dict]:
+    """Restore a checkpoint's weights, optimizer and sampler state; returns (step, history)."""
+    data = load_checkpoint(path, map_location=device)
+    for name, module in models.items():
+        load_state(module, data["models"][name], name)
+    optimizer.load_state_dict(data["optimizer"])
+    generator.set_state(data["generator"].cpu())
+    return int(data["step"]), data["history"]
+
+
+def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_fn, steps: int,
+         every: int, device, progress: bool, stop_after: int | None, parent: str | None = None):
+    """The loop both stages share: resume, step, log, checkpoint atomically, stop when asked."""
+    optimizer = torch.optim.Adam(trainable, lr=config.stage1.lr if stage == 1 else config.stage2.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    step, history = 0, {}
+    if path.exists():
+        step, history = _resume(path, models, optimizer, generator, device)
+    start_step, started = step, time.perf_counter()
+    earlier_seconds = history.get("wall_seconds", [0.0])[0]
+    if step >= steps:
+        return history, f"loaded stage-{stage} checkpoint {path.name} ({step} steps)"
+    bar = tqdm(total=steps, initial=step, desc=f"stage {stage}", disable=not progress,
+               mininterval=2.0, leave=False)
+    while step < steps:
+        if stop_after is not None and step - start_step >= stop_after:
+            break
+        if stage == 2:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+        losses = step_fn(step, generator, optimizer)
+        step += 1
+        for name, value in losses.items():
+            history.setdefault(name, []).append(value)
+        history.setdefault("step", []).append(step)
+        bar.update(1)
+        if step % 10 == 0 or step == steps:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "cycle_step"})
+        history["wall_seconds"] = [earlier_seconds + time.perf_counter() - started]
+        if step % every == 0 or step == steps:
+            _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+    bar.close()
+    if step < steps:  # interrupted on purpose: keep what was done
+        _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+    seconds = time.perf_counter() - started
+    verb = "resumed" if start_step else "trained"
+    return history, (f"{verb} stage {stage}: steps {start_step}->{step} of {steps} in "
+                     f"{seconds:.0f} s -> {path.name}")
+
+
+def train_stage1(config: Config, folder: str | Path, device=None, progress: bool = True,
+                 stop_after: int | None = None, images: list[torch.Tensor] | None = None) -> Stage1Result:
+    """Train (or load, or resume) E, its SimSiam heads and M on random pairs of Section 3.1.
+
+    ``stop_after`` ends this call after that many steps (a checkpoint is written), as an
+    interruption would; calling again resumes.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(config.seed)
+    encoder, simsiam, estimator = build_stage1(config)
+    simsiam.to(device), estimator.to(device)
+    models = {"simsiam": simsiam, "estimator": estimator}
+    path = checkpoint_path(folder, config, 1)
+    cfg1, target = config.stage1, config.encoder.kernel_target
+    hr_images = images if images is not None else None
+
+    def step_fn(step, generator, optimizer):
+        nonlocal hr_images
+        if hr_images is None:
+            hr_images = training_images(config, device)
+        simsiam.train(), estimator.train()
+        batch = sample_pairs(hr_images, cfg1.batch_size, cfg1.patch_size, config.degradation, generator)
+        lr1, lr2 = batch.lr1.to(device), batch.lr2.to(device)
+        k_true = (batch.k_l if target == "lr" else batch.k_h).to(device)
+        with autocast(device):
+            p1, p2, z1, z2, r1, _ = simsiam(lr1, lr2)
+            l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
+            l_k = kernel_loss(estimator(r1.float()), k_true)
+            loss = l_cl + config.encoder.kernel_loss_weight * l_k
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "contrastive": l_cl.item(), "kernel": l_k.item()}
+
+    trainable = list(simsiam.parameters()) + list(estimator.parameters())
+    history, status = _run(1, config, path, models, trainable, step_fn, cfg1.steps,
+                           cfg1.checkpoint_every, device, progress, stop_after)
+    simsiam.eval(), estimator.eval()
+    return Stage1Result(config, encoder, simsiam, estimator, history, path, status)
+
+
+def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, device=None,
+                 progress: bool = True, stop_after: int | None = None,
+                 images: list[torch.Tensor] | None = None) -> Stage2Result:
+    """Train (or load, or resume) the arbitrary-scale SR module with Eq. 7, E and M frozen.
+
+    The history always records the cycle error (Eq. 6), also for models trained without it, so
+    that the effect of the cycle loss can be plotted.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(config.seed + 1)
+    model = build_blind_sr(config, stage1.encoder, stage1.estimator).to(device)
+    models = {"encoder": model.encoder, "estimator": model.estimator, "sr": model.sr}
+    path = checkpoint_path(folder, config, 2)
+    cfg2, weight = config.stage2, config.stage2.cycle_weight
+    hr_images = images
+    side = cfg2.patch_size
+    lr_coord = make_coord(side, side, device=device)
+    lr_cell = make_cell(side, side, side * side, device=device)
+
+    def step_fn(step, generator, optimizer):
+        nonlocal hr_images
+        if hr_images is None:
+            hr_images = training_images(config, device)
+        model.train()
+        batch = sample_sr_batch(hr_images, cfg2.batch_size, side, cfg2.queries, config.degradation, generator)
+        lr, coord, cell, target = (t.to(device) for t in (batch.lr, batch.coord, batch.cell, batch.target))
+        count = lr.shape[0]
+        with torch.no_grad():
+            rep = model.encoder(lr)
+            k_hat = model.estimator(rep)
+        queries = target.shape[1]
+        # With the cycle on, one pass serves the HR queries and the scale-1 queries on the LR
+        # grid (Eq. 6); with it off, the cycle error is only measured, every 10th step.
+        with_cycle = weight > 0
+        if with_cycle:
+            coord = torch.cat([coord, lr_coord.expand(count, -1, -1)], dim=1)
+            cell = torch.cat([cell, lr_cell.expand(count, -1, -1)], dim=1)
+        with autocast(device):
+            features = model.encode(lr, rep)
+            predicted = model.query(features, coord, cell).float()
+        l_super = super_loss(predicted[:, :queries], target)
+        losses = {"super": l_super.item()}
+        if with_cycle:
+            l_cycle = cycle_loss(_lr_grid(predicted[:, queries:], side), k_hat, lr)
+            loss = l_super + weight * l_cycle
+        else:
+            loss = l_super
+            if (step + 1) % 10 == 0:
+                with torch.no_grad(), autocast(device):
+                    lr_only = model.query(features, lr_coord.expand(count, -1, -1),
+                                          lr_cell.expand(count, -1, -1)).float()
+                l_cycle = cycle_loss(_lr_grid(lr_only, side), k_hat, lr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses["loss"] = loss.item()
+        if with_cycle or (step + 1) % 10 == 0:
+            losses.update(cycle=l_cycle.item(), cycle_step=step + 1)
+        return losses
+
+    history, status = _run(2, config, path, models, list(model.sr.parameters()), step_fn,
+                           cfg2.steps, cfg2.checkpoint_every, device, progress, stop_after,
+                           parent=stage_key(config, 1))
+    model.eval()
+    return Stage2Result(config, model, history, path, status)
+
+
+def _lr_grid(predicted: torch.Tensor, side: int) -> torch.Tensor:
+    """Scale-1 query results ``(B, side*side, 3)`` (row-major LR grid) as an image ``(B, 3, side, side)``."""
+    return predicted.transpose(1, 2).reshape(predicted.shape[0], 3, side, side)

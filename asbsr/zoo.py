@@ -1,0 +1,178 @@
+"""The shipped model zoo: trained weights that load without a download.
+
+``asbsr/zoo/`` holds fp16 weights trained by this project's own ``asbsr.zoo_driver``:
+
+* ``stage1-<key>.pt``: E and M of one stage-1 run (shared by every method of that seed);
+* ``<method>-<preset>-s<seed>.pt``: one SR module, naming the stage-1 file it was trained on;
+* ``MANIFEST.json``: per model its config, seed, stage-1 key, training command, wall time and
+  scores, and which model ``asbsr upscale`` uses by default.
+
+``load_model(path)`` also accepts a stage-2 training checkpoint (``stage2-*.pt``), which holds
+E, M and the SR module together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from asbsr.checkpoint import (
+    FORMAT, CheckpointError, atomic_save, checkpoint_config, load_checkpoint, load_state, stage_key,
+)
+from asbsr.config import Config, to_dict
+from asbsr.models.blind import BlindSR
+
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+MANIFEST = "MANIFEST.json"
+
+
+def _half(state: dict) -> dict:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def model_name(method: str, preset: str, seed: int) -> str:
+    return f"{method}-{preset}-s{seed}"
+
+
+def read_manifest(folder: Path = ZOO_DIR) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return {"format": "asbsr-zoo-v1", "default": None, "stage1": {}, "models": {}}
+    return json.loads(path.read_text())
+
+
+def write_manifest(manifest: dict, folder: Path = ZOO_DIR) -> None:
+    path = Path(folder) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def export_stage1(result, folder: Path = ZOO_DIR) -> str:
+    """Write a stage-1 result -- E with its SimSiam heads, M (fp16) and the training history --
+    as ``stage1-<key>.pt``; returns the file name."""
+    key = stage_key(result.config, 1)
+    name = f"stage1-{key}.pt"
+    atomic_save({"format": FORMAT, "kind": "zoo-stage1", "key": key, "config": to_dict(result.config),
+                 "history": result.history,
+                 "models": {"simsiam": _half(result.simsiam.state_dict()),
+                            "estimator": _half(result.estimator.state_dict())}}, Path(folder) / name)
+    return name
+
+
+def export_model(config: Config, model: BlindSR, method: str, folder: Path = ZOO_DIR) -> str:
+    """Write the SR module (fp16) as ``<method>-<preset>-s<seed>.pt``; E and M must have been
+    exported with ``export_stage1``. Returns the file name."""
+    name = model_name(method, config.preset, config.seed) + ".pt"
+    atomic_save({"format": FORMAT, "kind": "zoo-model", "method": method,
+                 "config": to_dict(config), "key": stage_key(config, 2),
+                 "stage1_file": f"stage1-{stage_key(config, 1)}.pt",
+                 "models": {"sr": _half(model.sr.state_dict())}}, Path(folder) / name)
+    return name
+
+
+def _build(config: Config, states: dict) -> BlindSR:
+    from asbsr.train import build_blind_sr, build_stage1
+
+    encoder, simsiam, estimator = build_stage1(config)
+    if "simsiam" in states:
+        load_state(simsiam, states["simsiam"], "implicit predictor E and its SimSiam heads")
+    else:
+        load_state(encoder, states["encoder"], "implicit predictor E")
+    load_state(estimator, states["estimator"], "kernel estimator M")
+    model = build_blind_sr(config, encoder, estimator)
+    load_state(model.sr, states["sr"], "SR module")
+    return model.float().eval()
+
+
+def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
+    """A ready-to-use ``BlindSR`` (eval mode) and its config from a zoo file or a stage-2
+    checkpoint. A file of another kind, or weights that do not fit the config stored with them,
+    raise ``CheckpointError`` with a one-line reason."""
+    path = Path(path)
+    data = load_checkpoint(path)
+    config = checkpoint_config(data)
+    kind = data.get("kind", f"stage{data.get('stage')}")
+    if kind == "zoo-model":
+        stage1_path = path.parent / data["stage1_file"]
+        stage1 = load_checkpoint(stage1_path)
+        states = {**stage1["models"], "sr": data["models"]["sr"]}
+    elif kind == "stage2":
+        if data["step"] < data["steps"]:
+            print(f"note: {path.name} is a partial checkpoint ({data['step']} of {data['steps']} steps)")
+        states = data["models"]
+    else:
+        raise CheckpointError(f"{path} holds {kind!r}, not an SR model (use a zoo model or a "
+                              f"stage-2 checkpoint)")
+    model = _build(config, states)
+    return model.to(device or "cpu"), config
+
+
+def zoo_path(method: str, preset: str, seed: int = 0, folder: Path = ZOO_DIR) -> Path | None:
+    """The zoo file of ``method`` at ``preset`` and ``seed``, or None if the zoo lacks it."""
+    entry = read_manifest(folder)["models"].get(model_name(method, preset, seed))
+    return Path(folder) / entry["file"] if entry else None
+
+
+def default_model_path(folder: Path = ZOO_DIR) -> Path | None:
+    name = read_manifest(folder).get("default")
+    return Path(folder) / read_manifest(folder)["models"][name]["file"] if name else None
+
+
+def _config_differences(a: Config, b: Config) -> list[str]:
+    flat = lambda c: {f"{k}.{kk}": vv for k, v in to_dict(c).items() if isinstance(v, dict) for kk, vv in v.items()}
+    fa, fb = flat(a), flat(b)
+    return [f"{k}={fa[k]}" for k in sorted(fa) if fa[k] != fb.get(k)]
+
+
+def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False, device=None,
+                  progress: bool = True):
+    """Stage 1 for ``config``: from the zoo unless ``train`` (when the zoo has a stage-1 run of
+    this preset and seed), else trained -- or loaded, or resumed -- under ``folder``.
+
+    Returns a ``train.Stage1Result`` whose ``status`` says in one line which it was.
+    """
+    from asbsr.train import Stage1Result, build_stage1, train_stage1
+
+    manifest = read_manifest()
+    match = [e for e in manifest["stage1"].values()
+             if e["seed"] == config.seed and e.get("preset") == config.preset
+             and e.get("kernel_target", "lr") == config.encoder.kernel_target]
+    if train or not match:
+        return train_stage1(config, folder, device=device, progress=progress)
+    path = ZOO_DIR / match[0]["file"]
+    data = load_checkpoint(path, map_location=device or "cpu")
+    zoo_config = checkpoint_config(data)
+    encoder, simsiam, estimator = build_stage1(zoo_config)
+    load_state(simsiam, data["models"]["simsiam"], "implicit predictor E and its SimSiam heads")
+    load_state(estimator, data["models"]["estimator"], "kernel estimator M")
+    simsiam.float().eval(), estimator.float().eval()
+    differences = _config_differences(zoo_config, config)
+    status = f"loaded zoo stage 1 {path.name}" + (f" (differs: {', '.join(differences)})" if differences else "")
+    return Stage1Result(zoo_config, encoder.to(device or "cpu"), simsiam.to(device or "cpu"),
+                        estimator.to(device or "cpu"), data.get("history", {}), path, status)
+
+
+def obtain_model(config: Config, method: str, folder: str | os.PathLike, train: bool = False,
+                 device=None, progress: bool = True, stage1=None):
+    """A trained ``BlindSR`` for ``method`` (a name of ``config.METHODS``) and a one-line status:
+    the zoo's ``<method>-<preset>-s<seed>`` unless ``train``; otherwise stage 1 and stage 2 are
+    trained (or loaded, or resumed) under ``folder``. Returns ``(model, config, history, status)``.
+    """
+    from asbsr.config import method_config
+    from asbsr.train import train_stage2
+
+    wanted = method_config(config, method)
+    path = None if train else zoo_path(method, config.preset, config.seed)
+    if path is not None:
+        model, zoo_config = load_model(path, device=device)
+        differences = _config_differences(zoo_config, wanted)
+        status = f"loaded zoo model {path.name}" + (f" (differs: {', '.join(differences)})" if differences else "")
+        return model, zoo_config, read_manifest()["models"][path.stem].get("history", {}), status
+    stage1 = stage1 or obtain_stage1(config, folder, train=train, device=device, progress=progress)
+    result = train_stage2(wanted, stage1, folder, device=device, progress=progress)
+    return result.model, wanted, result.history, result.status
