@@ -49,6 +49,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(obj, stream)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -112,67 +112,65 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
     return model.to(device or "cpu"), config
 
 
-def zoo_path(method: str, preset: str, seed: int = 0, folder: Path = ZOO_DIR) -> Path | None:
-    """The zoo file of ``method`` at ``preset`` and ``seed``, or None if the zoo lacks it."""
-    entry = read_manifest(folder)["models"].get(model_name(method, preset, seed))
-    return Path(folder) / entry["file"] if entry else None
-
-
 def default_model_path(folder: Path = ZOO_DIR) -> Path | None:
     name = read_manifest(folder).get("default")
     return Path(folder) / read_manifest(folder)["models"][name]["file"] if name else None
 
 
-def _config_differences(a: Config, b: Config) -> list[str]:
-    flat = lambda c: {f"{k}.{kk}": vv for k, v in to_dict(c).items() if isinstance(v, dict) for kk, vv in v.items()}
-    fa, fb = flat(a), flat(b)
-    return [f"{k}={fa[k]}" for k in sorted(fa) if fa[k] != fb.get(k)]
+def find_stage1(config: Config, folder: Path = ZOO_DIR) -> Path | None:
+    """The zoo's stage-1 file trained with exactly this config's stage-1 sections, if any."""
+    entry = read_manifest(folder)["stage1"].get(stage_key(config, 1))
+    return Path(folder) / entry["file"] if entry else None
+
+
+def find_model(config: Config, folder: Path = ZOO_DIR) -> Path | None:
+    """The zoo's SR model trained with exactly this config (method already applied), if any."""
+    key = stage_key(config, 2)
+    for entry in read_manifest(folder)["models"].values():
+        if entry["key"] == key:
+            return Path(folder) / entry["file"]
+    return None
 
 
 def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False, device=None,
                   progress: bool = True):
-    """Stage 1 for ``config``: from the zoo unless ``train`` (when the zoo has a stage-1 run of
-    this preset and seed), else trained -- or loaded, or resumed -- under ``folder``.
+    """Stage 1 for ``config``: from the zoo when it holds a run of exactly this stage-1 config
+    and ``train`` is false; otherwise trained -- or loaded, or resumed -- under ``folder``.
 
     Returns a ``train.Stage1Result`` whose ``status`` says in one line which it was.
     """
     from asbsr.train import Stage1Result, build_stage1, train_stage1
 
-    manifest = read_manifest()
-    match = [e for e in manifest["stage1"].values()
-             if e["seed"] == config.seed and e.get("preset") == config.preset
-             and e.get("kernel_target", "lr") == config.encoder.kernel_target]
-    if train or not match:
+    path = None if train else find_stage1(config)
+    if path is None:
         return train_stage1(config, folder, device=device, progress=progress)
-    path = ZOO_DIR / match[0]["file"]
     data = load_checkpoint(path, map_location=device or "cpu")
-    zoo_config = checkpoint_config(data)
-    encoder, simsiam, estimator = build_stage1(zoo_config)
+    encoder, simsiam, estimator = build_stage1(config)
     load_state(simsiam, data["models"]["simsiam"], "implicit predictor E and its SimSiam heads")
     load_state(estimator, data["models"]["estimator"], "kernel estimator M")
     simsiam.float().eval(), estimator.float().eval()
-    differences = _config_differences(zoo_config, config)
-    status = f"loaded zoo stage 1 {path.name}" + (f" (differs: {', '.join(differences)})" if differences else "")
-    return Stage1Result(zoo_config, encoder.to(device or "cpu"), simsiam.to(device or "cpu"),
-                        estimator.to(device or "cpu"), data.get("history", {}), path, status)
+    device = device or "cpu"
+    return Stage1Result(config, encoder.to(device), simsiam.to(device), estimator.to(device),
+                        data.get("history", {}), path, f"loaded zoo stage 1 {path.name}")
 
 
 def obtain_model(config: Config, method: str, folder: str | os.PathLike, train: bool = False,
                  device=None, progress: bool = True, stage1=None):
-    """A trained ``BlindSR`` for ``method`` (a name of ``config.METHODS``) and a one-line status:
-    the zoo's ``<method>-<preset>-s<seed>`` unless ``train``; otherwise stage 1 and stage 2 are
-    trained (or loaded, or resumed) under ``folder``. Returns ``(model, config, history, status)``.
+    """A trained ``BlindSR`` for ``method`` (a name of ``config.METHODS``) and a one-line status.
+
+    From the zoo when it holds a model of exactly this config and ``train`` is false; otherwise
+    stage 1 and stage 2 are trained (or loaded, or resumed) under ``folder``.
+    Returns ``(model, config, history, status)``.
     """
     from asbsr.config import method_config
     from asbsr.train import train_stage2
 
     wanted = method_config(config, method)
-    path = None if train else zoo_path(method, config.preset, config.seed)
+    path = None if train else find_model(wanted)
     if path is not None:
-        model, zoo_config = load_model(path, device=device)
-        differences = _config_differences(zoo_config, wanted)
-        status = f"loaded zoo model {path.name}" + (f" (differs: {', '.join(differences)})" if differences else "")
-        return model, zoo_config, read_manifest()["models"][path.stem].get("history", {}), status
+        model, _ = load_model(path, device=device)
+        history = read_manifest()["models"][path.stem].get("history", {})
+        return model, wanted, history, f"loaded zoo model {path.name}"
     stage1 = stage1 or obtain_stage1(config, folder, train=train, device=device, progress=progress)
     result = train_stage2(wanted, stage1, folder, device=device, progress=progress)
     return result.model, wanted, result.history, result.status

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from asbsr.benchmark import bicubic_upscaler, degraded_set, evaluate, mean_std, model_upscaler
 from asbsr.checkpoint import stage_key
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
@@ -52,8 +50,37 @@ def thin_history(history: dict, points: int = 150) -> dict:
     return thinned
 
 
-def train_zoo(preset: str, seeds: list[int], methods: list[str], work: Path, zoo: Path,
-              overrides: dict, command: str, device=None, progress: bool = True) -> None:
+# Stage-1 variants the notebooks study: the RGB-input E (notebook 02), M trained on k_h instead of
+# k_l (Fig. 4, notebook 03), and E trained with L_cl alone (the stage-1 ablation).
+STAGE1_VARIANTS = {
+    "rgb_input": {"encoder.input": "rgb"},
+    "hr_kernel": {"encoder.kernel_target": "hr"},
+    "contrastive_only": {"encoder.kernel_loss_weight": 0.0},
+}
+
+
+def _stage1(config, manifest, zoo: Path, work: Path, device, progress, label: str = "paper"):
+    """Train (or resume) a stage-1 run and put it in the zoo unless it is there already."""
+    from asbsr.zoo import find_stage1, obtain_stage1
+
+    result = obtain_stage1(config, work / "checkpoints", train=find_stage1(config, zoo) is None,
+                           device=device, progress=progress)
+    print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
+    key = stage_key(config, 1)
+    if key not in manifest["stage1"]:
+        manifest["stage1"][key] = {
+            "file": export_stage1(result, zoo), "variant": label, "preset": config.preset,
+            "seed": config.seed, "steps": config.stage1.steps,
+            "final_losses": {k: round(v[-1], 5) for k, v in result.history.items()
+                             if k in ("loss", "contrastive", "kernel")},
+            "wall_seconds": result.history.get("wall_seconds"),
+        }
+        write_manifest(manifest, zoo)
+    return result
+
+
+def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[str], work: Path,
+              zoo: Path, overrides: dict, command: str, device=None, progress: bool = True) -> None:
     cache = work / "benchmark-cache"
     manifest = read_manifest(zoo)
     base = make_config(preset, overrides)
@@ -62,7 +89,6 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], work: Path, zoo
         write_manifest(manifest, zoo)
     for seed in seeds:
         config = make_config(preset, {**overrides, "seed": seed})
-        stage1_key = stage_key(config, 1)
         stage1 = None
         for method in methods:
             mconfig = method_config(config, method)
@@ -71,30 +97,16 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], work: Path, zoo
             if entry and entry["key"] == stage_key(mconfig, 2):
                 print(f"{name}: in the zoo already, skipped", flush=True)
                 continue
-            if stage1 is None:
-                stage1 = train_stage1(config, work / "checkpoints", device=device, progress=progress)
-                print(f"seed {seed}: {stage1.status}", flush=True)
-                if stage1_key not in manifest["stage1"]:
-                    manifest["stage1"][stage1_key] = {
-                        "file": export_stage1(stage1, zoo), "preset": preset,
-                        "kernel_target": config.encoder.kernel_target,
-                        "seed": seed, "steps": config.stage1.steps,
-                        "final_losses": {k: v[-1] for k, v in stage1.history.items()
-                                         if isinstance(v, list) and k != "step"},
-                        "wall_seconds": stage1.history.get("wall_seconds"),
-                    }
-                    write_manifest(manifest, zoo)
-            started = time.perf_counter()
+            stage1 = stage1 or _stage1(config, manifest, zoo, work, device, progress)
             result = train_stage2(mconfig, stage1, work / "checkpoints", device=device, progress=progress)
             print(f"{name}: {result.status}", flush=True)
             scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig, cache)
             manifest["models"][name] = {
                 "file": export_model(mconfig, result.model, method, zoo), "method": method,
-                "preset": preset, "seed": seed, "key": stage_key(mconfig, 2), "stage1": stage1_key,
-                "steps": mconfig.stage2.steps, "wall_seconds": result.history.get("wall_seconds"),
-                "command": command, "scores": scores,
-                "history": thin_history(result.history),
-                "evaluated_seconds": round(time.perf_counter() - started, 1),
+                "preset": preset, "seed": seed, "key": stage_key(mconfig, 2),
+                "stage1": stage_key(config, 1), "steps": mconfig.stage2.steps,
+                "wall_seconds": result.history.get("wall_seconds"), "command": command,
+                "scores": scores, "history": thin_history(result.history),
             }
             ours = [n for n, e in manifest["models"].items() if e["method"] == "ours"]
             if ours:
@@ -102,6 +114,9 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], work: Path, zoo
             write_manifest(manifest, zoo)
             print(f"{name}: x2/x3/x4 PSNR " + " / ".join(
                 f"{scores[k]['psnr']:.2f}" for k in ("x2", "x3", "x4")), flush=True)
+        for label in variants:
+            _stage1(make_config(preset, {**overrides, "seed": seed, **STAGE1_VARIANTS[label]}),
+                    manifest, zoo, work, device, progress, label)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["all"],
                         help=f"'all' or names from: {', '.join(METHODS)}")
+    parser.add_argument("--variants", nargs="*", default=list(STAGE1_VARIANTS),
+                        help=f"stage-1 variants to train too: {', '.join(STAGE1_VARIANTS)}")
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "zoo-work")
     parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -119,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods == ["all"] else args.methods
     overrides = dict(item.split("=", 1) for item in args.set)
     command = "python -m asbsr.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    train_zoo(args.preset, args.seeds, methods, args.work, args.zoo, overrides, command, args.device)
+    train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
+              command, args.device)
     return 0
 
 
