@@ -101,7 +101,7 @@ class LTE(nn.Module):
             angle = angle * math.pi
             basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)  # (B, N, Q, C)
         # All neighbours go through the MLP in one call.
-        rgb = self.mlp(coef * basis)  # (B, N, Q, 3)
+        rgb = self.mlp(coef * basis).to(dtype)  # (B, N, Q, 3); fp32 (or fp64) even under autocast
         out = (rgb * weights.unsqueeze(-1).to(rgb.dtype)).sum(dim=1)
         out = out + bilinear_sample(features["inp"], coord).to(out.dtype)
         return out * 0.5 + 0.5
