@@ -249,6 +249,8 @@ def validate(config: Config) -> None:
              f"{section}: batch_size >= 1, steps >= 0, patch_size >= 8, lr > 0")
     need(config.stage1.batch_size >= 2, "stage1.batch_size must be >= 2 (BatchNorm)")
     need(config.stage2.cycle_weight >= 0, "stage2.cycle_weight must be >= 0")
+    need(config.stage2.patch_size >= config.degradation.lr_kernel_size,
+         "stage2.patch_size must be >= degradation.lr_kernel_size (the cycle blurs with k_l)")
     need(len(config.model.mlp) >= 1, "model.mlp needs at least one hidden layer")
 
 
@@ -270,14 +272,21 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     return override(Config(preset=preset), flat)
 
 
+# Raised whenever a change of code (not of config) makes old weights stale, e.g. an
+# initialisation; it is part of every checkpoint key.
+WEIGHTS_VERSION = 2
+
+
 def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
-    """A short stable hash of the whole config, or of the named sections only.
+    """A short stable hash of the whole config, or of the named sections only (and of
+    ``WEIGHTS_VERSION``).
 
     Checkpoints are keyed by it, so that changing a hyperparameter never reuses a stale model.
     """
     data = to_dict(config)
     if sections is not None:
         data = {k: data[k] for k in sections}
+    data["weights_version"] = WEIGHTS_VERSION
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 

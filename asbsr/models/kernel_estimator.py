@@ -34,6 +34,12 @@ class KernelEstimator(nn.Module):
     a 1-to-1 convolution filter. A delta of side ``size + 20`` (41 for size 21) is convolved
     (valid, no padding) with the four filters in turn: 41 -> 31 -> 25 -> 21 -> 21, then flipped
     and divided by its sum.
+
+    Deviation (initialisation): each head starts near a centred delta filter (bias = the delta,
+    weights scaled by 0.01), so the initial k̂_l is close to a delta. With PyTorch's default
+    initialisation the composition of four random filters is a broad, noisy kernel that the
+    small ``smoke``/``cpu`` budgets never leave: re-blurring ``x↓s`` with it scored 28 dB against
+    y, worse than no blur at all (37.6 dB); with this start it reached 41 dB (true k_l: 41.3).
     """
 
     def __init__(self, dim: int = 256, size: int = 21):
@@ -43,6 +49,11 @@ class KernelEstimator(nn.Module):
         self.size = size
         self.mlp = nn.Sequential(nn.Linear(dim, 64), nn.ReLU(inplace=True), nn.Linear(64, 16))
         self.heads = nn.ModuleList(nn.Linear(16, f * f) for f in FILTER_SIZES)
+        with torch.no_grad():
+            for head, f in zip(self.heads, FILTER_SIZES):
+                head.weight.mul_(0.01)
+                head.bias.zero_()
+                head.bias[(f * f) // 2] = 1.0  # the centre tap of a flattened f x f filter
 
     def filters(self, rep: torch.Tensor) -> list[torch.Tensor]:
         """The four per-sample filters, ``(B, f, f)`` for ``f = 11, 7, 5, 1``."""
