@@ -19,6 +19,7 @@ Protocol, stated once:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -33,7 +34,7 @@ import torch
 
 from asbsr.config import DegradationConfig
 from asbsr.data import load_image, load_set, save_image
-from asbsr.degradation import Degradation, degrade, resize
+from asbsr.degradation import Degradation, degrade, lr_size, resize
 from asbsr.sampling import sample_degradation
 from asbsr.metrics import crop_hr_to_lr_grid, psnr_y, shave_for, ssim_y
 
@@ -77,7 +78,12 @@ def degraded_set(set_name: str, scale: float, seed: int, cfg: DegradationConfig,
     """
     images = load_set(set_name, max_side=max_side)
     label = _set_label(set_name)
-    folder = Path(cache_dir) / f"{label}-x{scale:g}-seed{seed}-d{draws}" if cache_dir else None
+    # Everything that changes the LR images is in the folder name: a cache made at another image
+    # size or with another degradation procedure is never reused.
+    procedure = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), max_side], sort_keys=True,
+                                          default=list).encode()).hexdigest()[:8]
+    folder = (Path(cache_dir) / f"{label}-x{scale:g}-seed{seed}-d{draws}-{procedure}"
+              if cache_dir else None)
     manifest_path = folder / "manifest.json" if folder else None
     if manifest_path is not None and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
@@ -86,7 +92,11 @@ def degraded_set(set_name: str, scale: float, seed: int, cfg: DegradationConfig,
         for entry in manifest["images"]:
             degradation = Degradation.from_dict(entry["degradation"])
             hr = crop_hr_to_lr_grid(by_name[entry["image"]], degradation.scale)
-            samples.append(Sample(entry["name"], hr, load_image(folder / entry["lr_file"]), degradation))
+            lr = load_image(folder / entry["lr_file"])
+            if tuple(lr.shape[-2:]) != lr_size(tuple(hr.shape[-2:]), degradation.scale):
+                raise ValueError(f"cached LR {folder / entry['lr_file']} does not match its HR image; "
+                                 f"delete {folder} to regenerate it")
+            samples.append(Sample(entry["name"], hr, lr, degradation))
         return samples
     samples, entries = [], []
     for name, hr in images:
