@@ -64,7 +64,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a truncated file, another format, a pickle of objects
-        raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asbsr checkpoint (format {FORMAT!r} expected)")
     return data

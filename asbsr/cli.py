@@ -47,7 +47,7 @@ def _check_output_path(path: Path) -> None:
 
 def upscale_command(args: argparse.Namespace) -> int:
     from asbsr.checkpoint import CheckpointError
-    from asbsr.data import ImageError, read_image, save_image
+    from asbsr.data import read_image, save_image
     from asbsr.zoo import default_model_path, load_model
 
     output = Path(args.output)
@@ -72,6 +72,8 @@ def upscale_command(args: argparse.Namespace) -> int:
     if out_h * out_w > args.max_pixels:
         raise UsageError(f"output {out_w}x{out_h} = {out_h * out_w / 1e6:.0f} MP exceeds the limit of "
                          f"{args.max_pixels / 1e6:.0f} MP (raise it with --max-pixels)")
+    if args.tile < 0 or args.chunk < 1:
+        raise UsageError("--tile must be >= 0 and --chunk >= 1")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
     if checkpoint is None:
         raise UsageError("no --checkpoint given and the model zoo has no default model")
@@ -90,8 +92,15 @@ def upscale_command(args: argparse.Namespace) -> int:
     lr = loaded.image.unsqueeze(0).to(device)
     size = (out_h, out_w)
     progress = out_h * out_w > 4_000_000
-    sr = model.upscale(lr, size=size, chunk=args.chunk, tile=args.tile,
-                       training_max_scale=high, progress=progress)
+    if args.tile > 0:  # memory bounded by the tile, not by the image
+        from asbsr.tiling import upscale_tiled
+        try:
+            sr = upscale_tiled(model, lr, size=size, tile=args.tile, chunk=args.chunk,
+                               training_max_scale=high, progress=progress)
+        except ValueError as error:  # e.g. a head whose attention spans the whole image
+            raise UsageError(str(error)) from None
+    else:
+        sr = model.upscale(lr, size=size, chunk=args.chunk, training_max_scale=high, progress=progress)
     save_image(sr[0].cpu(), output)
     print(f"{args.input} ({w}x{h}) -> {output} ({out_w}x{out_h}, x{scale:.3g}) "
           f"with {checkpoint.name} on {device.type}")
@@ -111,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     up.add_argument("--chunk", type=int, default=65536, help="output pixels per query pass")
     up.add_argument("--tile", type=int, default=0,
-                    help="encode the input in tiles of this many LR pixels (bounds memory)")
+                    help="process the input in blocks of this many LR pixels (bounds memory; "
+                         "equal to the whole-image result except for SRNO)")
     up.add_argument("--max-pixels", type=float, default=MAX_OUTPUT_PIXELS,
                     help="refuse outputs larger than this many pixels")
     up.set_defaults(handler=upscale_command)

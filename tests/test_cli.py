@@ -1,0 +1,221 @@
+"""The ``asbsr upscale`` command: its error paths, its input conversions, and the entry point.
+
+Every refusal must give one line on stderr starting with ``error:``, exit code 2, and leave the
+output path as it was (absent, or the old file untouched). The commands run in-process through
+``asbsr.cli.main`` (fast); one test runs the installed ``asbsr`` console script.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from asbsr.cli import main
+from asbsr.config import make_config, method_config
+from asbsr.train import train_stage1, train_stage2
+from asbsr.zoo import export_model
+
+TINY = {"stage1.steps": 2, "stage1.batch_size": 4, "stage1.patch_size": 24, "encoder.dim": 16,
+        "stage2.steps": 2, "stage2.batch_size": 2, "stage2.patch_size": 24, "stage2.queries": 64,
+        "model.n_resblocks": 1, "model.n_feats": 8, "model.width": 16, "model.mlp": (16,),
+        "stage1.checkpoint_every": 1, "stage2.checkpoint_every": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny stage-1 + stage-2 run (seconds): ``(config, stage1, stage2)``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("checkpoints")
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 100, 104, generator=generator) for _ in range(2)]
+    config = method_config(make_config("smoke", TINY), "ours")
+    stage1 = train_stage1(config, folder, progress=False, images=images)
+    stage2 = train_stage2(config, stage1, folder, progress=False, images=images)
+    yield config, stage1, stage2
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Small input files of every kind the tests need."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(folder / "gray.png")
+    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)).save(folder / "rgba.png")
+    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(folder / "deep.png")
+    Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(folder / "tiny.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "square.png")
+    (folder / "noise.png").write_bytes(rng.bytes(600))
+    assert Image.open(folder / "deep.png").mode.startswith("I;16")
+    return folder
+
+
+def refused(argv, capsys, output: Path, one_line: bool = True) -> str:
+    """Run a command that must be refused; return its ``error:`` line."""
+    before = output.read_bytes() if output.exists() else None
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and lines[0].startswith("error: "), err
+    if one_line:
+        assert len(lines) == 1, err
+    after = output.read_bytes() if output.exists() else None
+    assert after == before, "a refused command must not create or change the output"
+    assert not list(output.parent.glob(f".{output.name}*")), "no temporary file left behind"
+    return lines[0]
+
+
+def test_unreadable_image(images, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "noise.png", out, "--scale", "2"], capsys, out)
+    assert "noise.png" in line and "cannot read as an image" in line
+
+
+def test_missing_image_leaves_an_existing_output_untouched(images, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    line = refused(["upscale", images / "absent.png", out, "--scale", "2"], capsys, out)
+    assert "no such file" in line
+    assert out.read_bytes() == b"precious"
+
+
+def test_tiny_image(images, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "tiny.png", out, "--scale", "2"], capsys, out)
+    assert "4x4" in line and "at least 8" in line
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "inf", "two"])
+def test_bad_scales_are_argparse_errors(scale, images, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upscale", str(images / "rgb.png"), str(out), "--scale", scale])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("asbsr upscale: error: argument --scale:"), err
+    assert repr(scale) in last
+    assert not out.exists()
+
+
+def test_absurd_output_size_is_refused_with_the_limit(images, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "square.png", out, "--scale", "1000"], capsys, out)
+    assert "64000x64000" in line and "exceeds the limit of 250 MP" in line
+    assert "--max-pixels" in line
+
+
+def test_unknown_output_suffix(images, tmp_path, capsys):
+    out = tmp_path / "out.xyz"
+    line = refused(["upscale", images / "rgb.png", out, "--scale", "2"], capsys, out)
+    assert "unknown image type '.xyz'" in line
+
+
+def test_stage1_checkpoint_is_not_an_sr_model(trained, images, tmp_path, capsys):
+    _, stage1, _ = trained
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "rgb.png", out, "--scale", "2",
+                    "--checkpoint", stage1.path], capsys, out)
+    assert "'stage1', not an SR model" in line
+
+
+def test_random_bytes_checkpoint(images, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(1).bytes(500))
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "rgb.png", out, "--scale", "2", "--checkpoint", junk],
+                   capsys, out, one_line=False)
+    assert "junk.pt cannot be read" in line
+
+
+def test_random_bytes_checkpoint_error_is_one_line(images, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(1).bytes(500))
+    assert main(["upscale", str(images / "rgb.png"), str(tmp_path / "out.png"), "--scale", "2",
+                 "--checkpoint", str(junk)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_zoo_model_without_its_stage1_file(trained, images, tmp_path, capsys):
+    config, _, stage2 = trained
+    name = export_model(config, stage2.model, "ours", tmp_path)  # no export_stage1 beside it
+    out = tmp_path / "out.png"
+    line = refused(["upscale", images / "rgb.png", out, "--scale", "2",
+                    "--checkpoint", tmp_path / name], capsys, out)
+    assert "stage1-" in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("name, notes", [
+    ("gray.png", ["grayscale converted to RGB"]),
+    ("rgba.png", ["alpha channel dropped (composited on white)"]),
+    ("deep.png", ["16-bit image scaled to [0, 1] (divided by 65535)",
+                  "grayscale converted to RGB"]),
+])
+def test_conversions_work_and_say_so(name, notes, trained, images, tmp_path, capsys):
+    _, _, stage2 = trained
+    out = tmp_path / "out.png"
+    assert main(["upscale", str(images / name), str(out), "--scale", "2",
+                 "--checkpoint", str(stage2.path)]) == 0
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if line.startswith("note: ")] == \
+        [f"note: {note}" for note in notes]
+    assert "error" not in captured.err
+    with Image.open(out) as result:
+        assert result.mode == "RGB" and result.size == (48, 40)
+
+
+def test_size_gives_exactly_that_size(trained, images, tmp_path, capsys):
+    _, _, stage2 = trained
+    out = tmp_path / "out.jpg"
+    assert main(["upscale", str(images / "rgb.png"), str(out), "--size", "53", "31",
+                 "--checkpoint", str(stage2.path)]) == 0
+    with Image.open(out) as result:
+        assert result.size == (53, 31)
+    assert "(53x31" in capsys.readouterr().out
+
+
+def test_scale_above_the_training_range_warns(trained, images, tmp_path, capsys):
+    _, _, stage2 = trained
+    out = tmp_path / "out.png"
+    assert main(["upscale", str(images / "rgb.png"), str(out), "--scale", "6",
+                 "--checkpoint", str(stage2.path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: scale 6 is above the training range (1-4)" in err
+    with Image.open(out) as result:
+        assert result.size == (144, 120)
+
+
+def test_tiles_give_the_same_image(trained, images, tmp_path, capsys):
+    _, _, stage2 = trained
+    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    common = ["--scale", "2.5", "--checkpoint", str(stage2.path)]
+    assert main(["upscale", str(images / "square.png"), str(whole), *common]) == 0
+    assert main(["upscale", str(images / "square.png"), str(tiled), *common, "--tile", "16"]) == 0
+    a, b = (np.asarray(Image.open(p)).astype(int) for p in (whole, tiled))
+    assert a.shape == (160, 160, 3) and np.abs(a - b).max() <= 1  # 8-bit rounding at most
+
+
+def test_console_script_is_installed(trained, images, tmp_path):
+    _, _, stage2 = trained
+    script = Path(sys.executable).with_name("asbsr")
+    script = script if script.exists() else shutil.which("asbsr")
+    assert script, "the asbsr console script is not installed (pip install -e .)"
+    out = tmp_path / "out.png"
+    done = subprocess.run([str(script), "upscale", str(images / "rgb.png"), str(out),
+                           "--scale", "1.5", "--checkpoint", str(stage2.path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as result:
+        assert result.size == (36, 30)
+    bad = subprocess.run([str(script), "upscale", str(images / "tiny.png"), str(out),
+                          "--scale", "2"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
