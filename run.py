@@ -102,8 +102,10 @@ def test(python: Path) -> int:
             if not pytest_ok(run(python, *args, env=env), what):
                 say(f"FAILED: {what}")
                 return 1
+        # The pipeline shares the notebooks' run folder, so it reuses the smoke checkpoints that
+        # nbval trained (the config-keyed cache) and tests that reuse too.
         code = run(python, "-m", "asbsr.pipeline", "--preset", "smoke",
-                   "--run-dir", str(Path(scratch) / "pipeline"), env=env)
+                   "--run-dir", env["ASBSR_RUN_DIR"], env=env)
         if code != 0:
             say("FAILED: smoke pipeline")
             return 1

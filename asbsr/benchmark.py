@@ -67,6 +67,18 @@ def _set_label(set_name: str) -> str:
     return Path(set_name).name if os.path.sep in str(set_name) else str(set_name)
 
 
+def cache_folder(cache_dir: str | Path, set_name: str, scale: float, seed: int,
+                 cfg: DegradationConfig, draws: int = 1, max_side: int | None = None) -> Path:
+    """Where ``degraded_set`` keeps the LR images and ``manifest.json`` of one benchmark set.
+
+    Everything that changes the LR images is in the name (a hash covers the degradation
+    procedure and the image size), so a cache made otherwise is never reused.
+    """
+    procedure = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), max_side], sort_keys=True,
+                                          default=list).encode()).hexdigest()[:8]
+    return Path(cache_dir) / f"{_set_label(set_name)}-x{scale:g}-seed{seed}-d{draws}-{procedure}"
+
+
 def degraded_set(set_name: str, scale: float, seed: int, cfg: DegradationConfig,
                  cache_dir: str | Path | None = None, draws: int = 1,
                  max_side: int | None = None) -> list[Sample]:
@@ -78,12 +90,7 @@ def degraded_set(set_name: str, scale: float, seed: int, cfg: DegradationConfig,
     """
     images = load_set(set_name, max_side=max_side)
     label = _set_label(set_name)
-    # Everything that changes the LR images is in the folder name: a cache made at another image
-    # size or with another degradation procedure is never reused.
-    procedure = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), max_side], sort_keys=True,
-                                          default=list).encode()).hexdigest()[:8]
-    folder = (Path(cache_dir) / f"{label}-x{scale:g}-seed{seed}-d{draws}-{procedure}"
-              if cache_dir else None)
+    folder = cache_folder(cache_dir, set_name, scale, seed, cfg, draws, max_side) if cache_dir else None
     manifest_path = folder / "manifest.json" if folder else None
     if manifest_path is not None and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
