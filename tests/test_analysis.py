@@ -17,12 +17,6 @@ from asbsr.metrics import psnr_y
 from asbsr.sampling import pad_kernel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _generator(seed: int = 0) -> torch.Generator:

@@ -13,13 +13,6 @@ from asbsr.models.lte import LTE
 REP = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tiny convolutions are slower with several threads on a shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def small_model(**kw) -> LTE:

@@ -15,12 +15,6 @@ TINY = {"encoder.dim": 16, "model.n_resblocks": 1, "model.n_feats": 8, "model.wi
         "model.mlp": (16,)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def blind_model(method: str, local_ensemble: bool):

@@ -42,12 +42,6 @@ def quiet(function, *args, **kwargs):
     return function(*args, device="cpu", progress=False, **kwargs)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
