@@ -167,19 +167,20 @@ def draw_sr_comparison(rows: Sequence[Mapping]) -> plt.Figure:
     return fig
 
 
-def draw_image_grid(rows: Sequence[Sequence[tuple[torch.Tensor, str]]],
-                    size: float = 3.0) -> plt.Figure:
-    """A grid of ``(image, title)`` panels, one list per row: ``(3, H, W)`` images in [0, 1]
-    are drawn as they are, ``(H, W)`` maps (kernels, errors) with a colour map and a colour bar."""
+def draw_image_grid(rows: Sequence[Sequence[tuple]], size: float = 3.0) -> plt.Figure:
+    """A grid of ``(image, title)`` or ``(image, title, imshow_options)`` panels, one list per
+    row: ``(3, H, W)`` images in [0, 1] are drawn as they are, ``(H, W)`` maps (kernels, errors)
+    with a colour map and a colour bar (pass e.g. ``{"vmax": v}`` to share a colour scale)."""
     columns = max(len(row) for row in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(size * columns, (size + 0.4) * len(rows)),
                              squeeze=False, layout="constrained")
     for line, row in zip(axes, rows):
         for ax in line[len(row):]:
             ax.axis("off")
-        for ax, (image, title) in zip(line, row):
+        for ax, (image, title, *options) in zip(line, row):
+            options = options[0] if options else {}
             if image.dim() == 2:
-                shown = ax.imshow(image.numpy(), cmap="magma", interpolation="nearest")
+                shown = ax.imshow(image.numpy(), cmap="magma", interpolation="nearest", **options)
                 fig.colorbar(shown, ax=ax, fraction=0.046)
             else:
                 ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
@@ -206,12 +207,15 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def draw_curves(ax, histories: Mapping[str, Mapping], key: str, step_key: str, ylabel: str,
-                window: int = 1) -> None:
+                window_steps: float = 1) -> None:
     """``history[key]`` against ``history[step_key]`` for each labelled history, raw (faint) and
-    smoothed over ``window`` points."""
+    smoothed by a trailing mean over ``window_steps`` training steps (the same span for every
+    curve, however densely it was recorded)."""
     for index, (label, history) in enumerate(histories.items()):
         colour = f"C{index}"
-        steps, values = history[step_key], history[key]
+        steps, values = np.asarray(history[step_key]), np.asarray(history[key])
+        spacing = (steps[-1] - steps[0]) / max(len(steps) - 1, 1) if len(steps) > 1 else 1
+        window = max(1, int(round(window_steps / max(spacing, 1e-12))))
         ax.plot(steps, values, color=colour, alpha=0.25, lw=0.8)
         ax.plot(steps, smooth(values, window), color=colour, lw=2, label=label)
     ax.set_xlabel("training step")
