@@ -18,29 +18,9 @@ import torch
 from PIL import Image
 
 from asbsr.cli import main
-from asbsr.config import make_config, method_config
-from asbsr.train import train_stage1, train_stage2
+from asbsr.config import method_config
+from asbsr.train import train_stage2
 from asbsr.zoo import export_model
-
-TINY = {"stage1.steps": 2, "stage1.batch_size": 4, "stage1.patch_size": 24, "encoder.dim": 16,
-        "stage2.steps": 2, "stage2.batch_size": 2, "stage2.patch_size": 24, "stage2.queries": 64,
-        "model.n_resblocks": 1, "model.n_feats": 8, "model.width": 16, "model.mlp": (16,),
-        "stage1.checkpoint_every": 1, "stage2.checkpoint_every": 1}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny stage-1 + stage-2 run (seconds): ``(config, stage1, stage2)``."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("checkpoints")
-    generator = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 100, 104, generator=generator) for _ in range(2)]
-    config = method_config(make_config("smoke", TINY), "ours")
-    stage1 = train_stage1(config, folder, progress=False, images=images)
-    stage2 = train_stage2(config, stage1, folder, progress=False, images=images)
-    yield config, stage1, stage2
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -7,31 +7,13 @@ import torch
 
 from asbsr.checkpoint import CheckpointError, atomic_save, load_checkpoint, stage_key
 from asbsr.config import make_config, method_config
-from asbsr.train import train_stage1, train_stage2
 from asbsr.zoo import (
     export_model, export_stage1, find_model, find_stage1, load_model, read_manifest, write_manifest,
 )
 
-TINY = {"stage1.steps": 2, "stage1.batch_size": 4, "stage1.patch_size": 24, "encoder.dim": 16,
-        "stage2.steps": 2, "stage2.batch_size": 2, "stage2.patch_size": 24, "stage2.queries": 64,
-        "model.n_resblocks": 1, "model.n_feats": 8, "model.width": 16, "model.mlp": (16,),
-        "stage1.checkpoint_every": 1, "stage2.checkpoint_every": 1}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("ckpt")
-    generator = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 100, 104, generator=generator) for _ in range(2)]
-    config = method_config(make_config("smoke", TINY), "ours")
-    stage1 = train_stage1(config, folder, progress=False, images=images)
-    stage2 = train_stage2(config, stage1, folder, progress=False, images=images)
-    return config, stage1, stage2, folder
-
 
 def test_zoo_round_trip_gives_the_same_outputs_in_fp16_tolerance(trained, tmp_path):
-    config, stage1, stage2, _ = trained
+    config, stage1, stage2 = trained
     export_stage1(stage1, tmp_path)
     name = export_model(config, stage2.model, "ours", tmp_path)
     model, loaded_config = load_model(tmp_path / name)
@@ -43,14 +25,14 @@ def test_zoo_round_trip_gives_the_same_outputs_in_fp16_tolerance(trained, tmp_pa
 
 
 def test_stage2_checkpoint_loads_directly_and_exactly(trained):
-    config, _, stage2, _ = trained
+    config, _, stage2 = trained
     model, loaded_config = load_model(stage2.path)
     lr = torch.rand(1, 3, 17, 21)
     torch.testing.assert_close(model.upscale(lr, scale=1.7), stage2.model.upscale(lr, scale=1.7))
 
 
 def test_wrong_files_raise_checkpoint_error(trained, tmp_path):
-    _, stage1, stage2, _ = trained
+    _, stage1, stage2 = trained
     with pytest.raises(CheckpointError, match="not an SR model"):
         load_model(stage1.path)
     junk = tmp_path / "junk.pt"
@@ -69,7 +51,7 @@ def test_wrong_files_raise_checkpoint_error(trained, tmp_path):
 
 
 def test_weights_only_reload_and_atomic_save_leaves_no_partial_file(trained, tmp_path):
-    _, _, stage2, _ = trained
+    _, _, stage2 = trained
     torch.load(stage2.path, weights_only=True)
     target = tmp_path / "keep.pt"
     atomic_save({"a": 1}, target)
@@ -84,8 +66,8 @@ def test_weights_only_reload_and_atomic_save_leaves_no_partial_file(trained, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]
 
 
-def test_find_by_exact_config_key(trained, tmp_path):
-    config, stage1, stage2, _ = trained
+def test_find_by_exact_config_key(trained, tiny_overrides, tmp_path):
+    config, stage1, stage2 = trained
     export_stage1(stage1, tmp_path)
     name = export_model(config, stage2.model, "ours", tmp_path)
     manifest = read_manifest(tmp_path)
@@ -94,6 +76,6 @@ def test_find_by_exact_config_key(trained, tmp_path):
     write_manifest(manifest, tmp_path)
     assert find_model(config, tmp_path).name == name
     assert find_stage1(config, tmp_path) is not None
-    changed = make_config("smoke", {**TINY, "stage2.lr": 5e-4})
+    changed = make_config("smoke", {**tiny_overrides, "stage2.lr": 5e-4})
     assert find_model(method_config(changed, "ours"), tmp_path) is None
     assert json.loads((tmp_path / "MANIFEST.json").read_text())["models"]["ours-smoke-s0"]["file"] == name
