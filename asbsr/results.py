@@ -252,6 +252,18 @@ def ordering_word(difference: dict) -> str:
     return "holds" if difference["mean"] > 0 else "reversed"
 
 
+def ordering_status(words: Sequence[str]) -> str:
+    """One verdict from the per-difference words: ``"contradicted"`` if any claim is resolved the
+    other way, ``"holds"`` if all are resolved the claimed way, else not resolved."""
+    if not words:
+        return "nothing to compare"
+    if "reversed" in words:
+        return "contradicted"
+    if all(w == "holds" for w in words):
+        return "holds"
+    return UNRESOLVED
+
+
 def table2_ordering(differences: Sequence[dict]) -> dict:
     """Whether Table 2's ordering (each design helps; both together help most) holds here.
 
@@ -259,14 +271,7 @@ def table2_ordering(differences: Sequence[dict]) -> dict:
     ``"contradicted"`` when one is resolved the other way, else ``"not resolved at this budget"``;
     ``claims`` lists each difference with its own word and ``sentence`` says it in one line."""
     words = [ordering_word(d) for d in differences]
-    if not differences:
-        status = "nothing to compare"
-    elif "reversed" in words:
-        status = "contradicted"
-    elif all(w == "holds" for w in words):
-        status = "holds"
-    else:
-        status = UNRESOLVED
+    status = ordering_status(words)
     parts = [f"{d['a']} - {d['b']} = {d['mean']:+.3f} dB [{d['low']:+.3f}, {d['high']:+.3f}] "
              f"({w})" for d, w in zip(differences, words)]
     sentence = f"Table 2's ordering {status}" + (": " + "; ".join(parts) if parts else "")
@@ -296,14 +301,7 @@ def table1_ordering(rows: Sequence[dict], methods: Sequence[str], best: str = "o
         won += max(scores, key=scores.get) == best
     differences = [compare(rows, best, other, metric, confidence) for other in others]
     words = [ordering_word(d) for d in differences]
-    if not differences:
-        status = "nothing to compare"
-    elif "reversed" in words:
-        status = "contradicted"
-    elif all(w == "holds" for w in words):
-        status = "holds"
-    else:
-        status = UNRESOLVED
+    status = ordering_status(words)
     fraction = won / len(cells) if cells else math.nan
     sentence = (f"Table 1's ordering ({best} first) {status}: {best} has the best mean {metric.upper()} "
                 f"in {won} of {len(cells)} cells; paired over all samples, " + "; ".join(

@@ -58,6 +58,14 @@ def unfold3x3(feat: torch.Tensor) -> torch.Tensor:
     return F.unfold(feat, kernel_size=3, padding=1).view(batch, channels * 9, height, width)
 
 
+def encode_unfolded(encoder: EDSR, lr: torch.Tensor, rep: torch.Tensor | None,
+                    modulated: bool) -> dict[str, torch.Tensor]:
+    """The features LIIF and MetaSR share: ``{"inp": (lr - 0.5) / 0.5, "feat": the 3x3-unfolded
+    EDSR features (B, 9 n_feats, h, w)}``; ``rep`` is used only when ``modulated``."""
+    inp = normalise(lr)
+    return {"inp": inp, "feat": unfold3x3(encoder(inp, rep if modulated else None))}
+
+
 def cell_in_lr_pixels(cell: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The query cell ``(B, Q, 2)`` in the units of ``rel_coord``: ``cell * (h, w)``.
 
@@ -90,9 +98,7 @@ class LIIF(nn.Module):
         return self.encoder.receptive_radius + 1
 
     def encode(self, lr: torch.Tensor, rep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        inp = normalise(lr)
-        feat = self.encoder(inp, rep if self.modulated else None)
-        return {"inp": inp, "feat": unfold3x3(feat)}
+        return encode_unfolded(self.encoder, lr, rep, self.modulated)
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
               cell: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 from asbsr.config import ModelConfig
 from asbsr.models.coords import nearest_index
 from asbsr.models.edsr import EDSR
-from asbsr.models.liif import make_mlp, normalise, unfold3x3
+from asbsr.models.liif import encode_unfolded, make_mlp
 
 CORNER_EPS = 1e-6
 
@@ -83,9 +83,7 @@ class MetaSR(nn.Module):
         return self.encoder.receptive_radius + 1
 
     def encode(self, lr: torch.Tensor, rep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        inp = normalise(lr)
-        feat = self.encoder(inp, rep if self.modulated else None)
-        return {"inp": inp, "feat": unfold3x3(feat)}
+        return encode_unfolded(self.encoder, lr, rep, self.modulated)
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
               cell: torch.Tensor) -> torch.Tensor:
