@@ -13,9 +13,16 @@ E, M and the SR module together.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterator
+
+try:  # POSIX file locks let several training processes share one zoo and one work folder
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one process at a time
+    fcntl = None
 
 import torch
 
@@ -33,8 +40,34 @@ def _half(state: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def model_name(method: str, preset: str, seed: int) -> str:
-    return f"{method}-{preset}-s{seed}"
+def model_name(method: str, preset: str, seed: int, variant: str | None = None) -> str:
+    """``<method>-<preset>-s<seed>``, with ``-<variant>`` when trained on a stage-1 variant."""
+    return f"{method}-{preset}-s{seed}" + (f"-{variant}" if variant else "")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block.
+
+    Yields True when the lock is held. With ``wait=False`` it yields False at once if another
+    process holds it. Where the OS has no ``fcntl`` (Windows) it always yields True: run one
+    training process at a time there.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_manifest(folder: Path = ZOO_DIR) -> dict:
@@ -52,6 +85,16 @@ def write_manifest(manifest: dict, folder: Path = ZOO_DIR) -> None:
     os.replace(temporary, path)
 
 
+def update_manifest(change: Callable[[dict], None], folder: Path = ZOO_DIR) -> dict:
+    """Read the manifest afresh, apply ``change`` to it and write it back, all under a file lock,
+    so that processes training into the same zoo never drop each other's entries."""
+    with file_lock(Path(folder) / ".MANIFEST.lock"):
+        manifest = read_manifest(folder)
+        change(manifest)
+        write_manifest(manifest, folder)
+    return manifest
+
+
 def export_stage1(result, folder: Path = ZOO_DIR) -> str:
     """Write a stage-1 result -- E with its SimSiam heads, M (fp16) and the training history --
     as ``stage1-<key>.pt``; returns the file name."""
@@ -64,10 +107,11 @@ def export_stage1(result, folder: Path = ZOO_DIR) -> str:
     return name
 
 
-def export_model(config: Config, model: BlindSR, method: str, folder: Path = ZOO_DIR) -> str:
-    """Write the SR module (fp16) as ``<method>-<preset>-s<seed>.pt``; E and M must have been
-    exported with ``export_stage1``. Returns the file name."""
-    name = model_name(method, config.preset, config.seed) + ".pt"
+def export_model(config: Config, model: BlindSR, method: str, folder: Path = ZOO_DIR,
+                 variant: str | None = None) -> str:
+    """Write the SR module (fp16) as ``<method>-<preset>-s<seed>[-<variant>].pt``; E and M must
+    have been exported with ``export_stage1``. Returns the file name."""
+    name = model_name(method, config.preset, config.seed, variant) + ".pt"
     atomic_save({"format": FORMAT, "kind": "zoo-model", "method": method,
                  "config": to_dict(config), "key": stage_key(config, 2),
                  "stage1_file": f"stage1-{stage_key(config, 1)}.pt",
@@ -133,7 +177,7 @@ def find_model(config: Config, folder: Path = ZOO_DIR) -> Path | None:
 
 
 def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False, device=None,
-                  progress: bool = True):
+                  progress: bool = True, zoo: Path = ZOO_DIR):
     """Stage 1 for ``config``: from the zoo when it holds a run of exactly this stage-1 config
     and ``train`` is false; otherwise trained -- or loaded, or resumed -- under ``folder``.
 
@@ -141,7 +185,7 @@ def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False
     """
     from asbsr.train import Stage1Result, build_stage1, train_stage1
 
-    path = None if train else find_stage1(config)
+    path = None if train else find_stage1(config, zoo)
     if path is None:
         return train_stage1(config, folder, device=device, progress=progress)
     data = load_checkpoint(path, map_location=device or "cpu")

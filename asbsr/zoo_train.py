@@ -7,6 +7,9 @@ from there; each finished model is exported (fp16) into the zoo with its config,
 key, the command, its wall time and its validation scores, and is skipped on the next call
 when the zoo already holds that exact config. Stop it whenever you like and run the same
 command again.
+
+To use several cores or GPUs, start the same command several times (``OMP_NUM_THREADS=1`` each
+on a CPU): the processes share the work through file locks in ``--work``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import time
 from pathlib import Path
 
 from asbsr.benchmark import bicubic_upscaler, degraded_set, evaluate, mean_std, model_upscaler
-from asbsr.checkpoint import stage_key
+from asbsr.checkpoint import checkpoint_path, stage_key
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.notebook import PROJECT_ROOT
 from asbsr.train import train_stage1, train_stage2
-from asbsr.zoo import ZOO_DIR, export_model, export_stage1, model_name, read_manifest, write_manifest
+from asbsr.zoo import ZOO_DIR, export_model, export_stage1, model_name, read_manifest, update_manifest
 
 VALIDATION_SCALES = (2.0, 3.0, 4.0)
 
@@ -51,72 +54,114 @@ def thin_history(history: dict, points: int = 150) -> dict:
 
 
 # Stage-1 variants the notebooks study: the RGB-input E (notebook 02), M trained on k_h instead of
-# k_l (Fig. 4, notebook 03), and E trained with L_cl alone (the stage-1 ablation).
+# k_l (Fig. 4, notebook 03), and E trained with L_cl alone (the stage-1 ablation of section 3.5,
+# which also trains "ours" on top, so the ablation has an SR result as well as a probe result).
 STAGE1_VARIANTS = {
-    "rgb_input": {"encoder.input": "rgb"},
-    "hr_kernel": {"encoder.kernel_target": "hr"},
-    "contrastive_only": {"encoder.kernel_loss_weight": 0.0},
+    "rgb_input": ({"encoder.input": "rgb"}, ()),
+    "hr_kernel": ({"encoder.kernel_target": "hr"}, ()),
+    "contrastive_only": ({"encoder.kernel_loss_weight": 0.0}, ("ours",)),
 }
 
 
-def _stage1(config, manifest, zoo: Path, work: Path, device, progress, label: str = "paper"):
-    """Train (or resume) a stage-1 run and put it in the zoo unless it is there already."""
-    from asbsr.zoo import find_stage1, obtain_stage1
+def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper"):
+    """Train (or resume) a stage-1 run and put it in the zoo unless it is there already.
 
-    result = obtain_stage1(config, work / "checkpoints", train=find_stage1(config, zoo) is None,
-                           device=device, progress=progress)
-    print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
+    A lock on the run's key makes a second process that needs the same stage 1 wait for it
+    and then load it, instead of training it twice."""
+    from asbsr.zoo import file_lock, find_stage1, obtain_stage1
+
     key = stage_key(config, 1)
-    if key not in manifest["stage1"]:
-        manifest["stage1"][key] = {
-            "file": export_stage1(result, zoo), "variant": label, "preset": config.preset,
-            "seed": config.seed, "steps": config.stage1.steps,
-            "final_losses": {k: round(v[-1], 5) for k, v in result.history.items()
-                             if k in ("loss", "contrastive", "kernel")},
-            "wall_seconds": result.history.get("wall_seconds"),
-        }
-        write_manifest(manifest, zoo)
+    with file_lock(work / "locks" / f"stage1-{key}.lock"):
+        # the full-precision checkpoint of an earlier (or interrupted) run first, then the zoo's
+        # fp16 copy, else train: every model of one seed then sees the same E and M
+        own = checkpoint_path(work / "checkpoints", config, 1).exists()
+        result = obtain_stage1(config, work / "checkpoints", train=own or find_stage1(config, zoo) is None,
+                               device=device, progress=progress, zoo=zoo)
+        print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
+        if key not in read_manifest(zoo)["stage1"]:
+            entry = {
+                "file": export_stage1(result, zoo), "variant": label, "preset": config.preset,
+                "seed": config.seed, "steps": config.stage1.steps,
+                "final_losses": {k: round(v[-1], 5) for k, v in result.history.items()
+                                 if k in ("loss", "contrastive", "kernel")},
+                "wall_seconds": result.history.get("wall_seconds"),
+            }
+            update_manifest(lambda manifest: manifest["stage1"].__setitem__(key, entry), zoo)
     return result
+
+
+def _choose_default(manifest: dict) -> None:
+    """``asbsr upscale``'s default: the "ours" model (paper stage 1) with the best x4 PSNR."""
+    ours = [n for n, e in manifest["models"].items() if e["method"] == "ours" and not e.get("variant")]
+    if ours:
+        manifest["default"] = max(ours, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
+
+
+def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work: Path, command: str,
+            device, progress) -> None:
+    """Train one SR model into the zoo, unless the zoo holds it or another process is on it."""
+    from asbsr.zoo import file_lock
+
+    mconfig = method_config(config, method)
+    name = model_name(method, config.preset, config.seed, variant)
+    key = stage_key(mconfig, 2)
+    with file_lock(work / "locks" / f"{name}.lock", wait=False) as mine:
+        if not mine:
+            print(f"{name}: another process is training it, skipped", flush=True)
+            return
+        entry = read_manifest(zoo)["models"].get(name)
+        if entry and entry["key"] == key:
+            print(f"{name}: in the zoo already, skipped", flush=True)
+            return
+        result = train_stage2(mconfig, stage1_of(), work / "checkpoints", device=device, progress=progress)
+        print(f"{name}: {result.status}", flush=True)
+        scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig,
+                                   work / "benchmark-cache")
+        entry = {
+            "file": export_model(mconfig, result.model, method, zoo, variant), "method": method,
+            "variant": variant, "preset": config.preset, "seed": config.seed, "key": key,
+            "stage1": stage_key(config, 1), "steps": mconfig.stage2.steps,
+            "wall_seconds": result.history.get("wall_seconds"), "command": command,
+            "scores": scores, "history": thin_history(result.history),
+        }
+
+        def record(manifest):
+            manifest["models"][name] = entry
+            _choose_default(manifest)
+
+        update_manifest(record, zoo)
+        print(f"{name}: x2/x3/x4 PSNR " + " / ".join(
+            f"{scores[k]['psnr']:.2f}" for k in ("x2", "x3", "x4")), flush=True)
 
 
 def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[str], work: Path,
               zoo: Path, overrides: dict, command: str, device=None, progress: bool = True) -> None:
-    cache = work / "benchmark-cache"
-    manifest = read_manifest(zoo)
+    """Train every ``method`` and stage-1 ``variant`` for every seed into ``zoo``, skipping what
+    the zoo holds. Several processes may run the same command at once (one per core or GPU): a
+    model another process is training is skipped, a stage 1 another is training is waited for."""
     base = make_config(preset, overrides)
-    if "bicubic" not in manifest.get("reference", {}):
-        manifest.setdefault("reference", {})["bicubic"] = validation_scores(bicubic_upscaler, base, cache)
-        write_manifest(manifest, zoo)
+    if "bicubic" not in read_manifest(zoo).get("reference", {}):
+        reference = validation_scores(bicubic_upscaler, base, work / "benchmark-cache")
+        update_manifest(lambda manifest: manifest.setdefault("reference", {}).__setitem__(
+            "bicubic", reference), zoo)
     for seed in seeds:
         config = make_config(preset, {**overrides, "seed": seed})
-        stage1 = None
+        stage1 = []  # trained or loaded on first use only: a seed whose models are all done needs none
+
+        def stage1_of(config=config, stage1=stage1):
+            if not stage1:
+                stage1.append(_stage1(config, zoo, work, device, progress))
+            return stage1[0]
+
         for method in methods:
-            mconfig = method_config(config, method)
-            name = model_name(method, preset, seed)
-            entry = manifest["models"].get(name)
-            if entry and entry["key"] == stage_key(mconfig, 2):
-                print(f"{name}: in the zoo already, skipped", flush=True)
-                continue
-            stage1 = stage1 or _stage1(config, manifest, zoo, work, device, progress)
-            result = train_stage2(mconfig, stage1, work / "checkpoints", device=device, progress=progress)
-            print(f"{name}: {result.status}", flush=True)
-            scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig, cache)
-            manifest["models"][name] = {
-                "file": export_model(mconfig, result.model, method, zoo), "method": method,
-                "preset": preset, "seed": seed, "key": stage_key(mconfig, 2),
-                "stage1": stage_key(config, 1), "steps": mconfig.stage2.steps,
-                "wall_seconds": result.history.get("wall_seconds"), "command": command,
-                "scores": scores, "history": thin_history(result.history),
-            }
-            ours = [n for n, e in manifest["models"].items() if e["method"] == "ours"]
-            if ours:
-                manifest["default"] = max(ours, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
-            write_manifest(manifest, zoo)
-            print(f"{name}: x2/x3/x4 PSNR " + " / ".join(
-                f"{scores[k]['psnr']:.2f}" for k in ("x2", "x3", "x4")), flush=True)
+            _stage2(config, method, None, stage1_of, zoo, work, command, device, progress)
         for label in variants:
-            _stage1(make_config(preset, {**overrides, "seed": seed, **STAGE1_VARIANTS[label]}),
-                    manifest, zoo, work, device, progress, label)
+            changes, on_top = STAGE1_VARIANTS[label]
+            vconfig = make_config(preset, {**overrides, "seed": seed, **changes})
+            result = _stage1(vconfig, zoo, work, device, progress, label)
+            for method in on_top:
+                _stage2(vconfig, method, label, lambda result=result: result, zoo, work, command,
+                        device, progress)
 
 
 def main(argv: list[str] | None = None) -> int:

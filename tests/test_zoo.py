@@ -79,3 +79,42 @@ def test_find_by_exact_config_key(trained, tiny_overrides, tmp_path):
     changed = make_config("smoke", {**tiny_overrides, "stage2.lr": 5e-4})
     assert find_model(method_config(changed, "ours"), tmp_path) is None
     assert json.loads((tmp_path / "MANIFEST.json").read_text())["models"]["ours-smoke-s0"]["file"] == name
+
+
+def test_zoo_driver_skips_finished_and_claimed_work(tiny_overrides, tmp_path, capsys):
+    from asbsr.zoo import file_lock
+    from asbsr.zoo_train import train_zoo
+
+    zoo, work = tmp_path / "zoo", tmp_path / "work"
+    run = lambda methods, variants: train_zoo("smoke", [0], methods, variants, work, zoo,
+                                              tiny_overrides, "test", progress=False)
+    # another process holds "liif": this one leaves it alone and trains the rest
+    with file_lock(work / "locks" / "liif-smoke-s0.lock"):
+        run(["lte", "liif"], ["contrastive_only"])
+    out = capsys.readouterr().out
+    assert "liif-smoke-s0: another process is training it, skipped" in out
+    manifest = read_manifest(zoo)
+    assert sorted(manifest["models"]) == ["lte-smoke-s0", "ours-smoke-s0-contrastive_only"]
+    assert {e["variant"] for e in manifest["stage1"].values()} == {"paper", "contrastive_only"}
+    ablation = manifest["models"]["ours-smoke-s0-contrastive_only"]
+    assert ablation["variant"] == "contrastive_only"
+    assert ablation["stage1"] != manifest["models"]["lte-smoke-s0"]["stage1"]
+    assert manifest["default"] is None  # only "ours" on the paper's stage 1 can be the default
+    for entry in manifest["models"].values():
+        assert (zoo / entry["file"]).exists() and set(entry["scores"]) == {"x2", "x3", "x4"}
+    # run again: finished work is skipped, the freed model is trained, nothing else is redone
+    run(["lte", "liif"], ["contrastive_only"])
+    out = capsys.readouterr().out
+    assert "lte-smoke-s0: in the zoo already, skipped" in out
+    assert "ours-smoke-s0-contrastive_only: in the zoo already, skipped" in out
+    assert "liif-smoke-s0: trained" in out
+    assert sorted(read_manifest(zoo)["models"]) == ["liif-smoke-s0", "lte-smoke-s0",
+                                                    "ours-smoke-s0-contrastive_only"]
+
+
+def test_manifest_updates_from_two_writers_keep_both(tmp_path):
+    from asbsr.zoo import update_manifest
+
+    update_manifest(lambda m: m["models"].__setitem__("a", {"method": "lte"}), tmp_path)
+    update_manifest(lambda m: m["models"].__setitem__("b", {"method": "lte"}), tmp_path)
+    assert sorted(read_manifest(tmp_path)["models"]) == ["a", "b"]
