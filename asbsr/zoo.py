@@ -24,8 +24,6 @@ try:  # POSIX file locks let several training processes share one zoo and one wo
 except ImportError:  # pragma: no cover - Windows: one process at a time
     fcntl = None
 
-import torch
-
 from asbsr.checkpoint import (
     FORMAT, CheckpointError, atomic_save, checkpoint_config, load_checkpoint, load_state, stage_key,
 )

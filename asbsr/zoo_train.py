@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from asbsr.benchmark import bicubic_upscaler, degraded_set, evaluate, mean_std, model_upscaler
 from asbsr.checkpoint import checkpoint_path, stage_key
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.notebook import PROJECT_ROOT
-from asbsr.train import train_stage1, train_stage2
+from asbsr.train import train_stage2
 from asbsr.zoo import ZOO_DIR, export_model, export_stage1, model_name, read_manifest, update_manifest
 
 VALIDATION_SCALES = (2.0, 3.0, 4.0)
