@@ -178,8 +178,8 @@ def reference_query(model: LTE, features, coord, cell):
             cy, cx = coord[b, q].tolist()
             preds, areas = [], []
             for dy, dx in offsets:
-                sy = min(max(cy + dy / h + 1e-6 * dy, -1 + 1e-6), 1 - 1e-6)
-                sx = min(max(cx + dx / w + 1e-6 * dx, -1 + 1e-6), 1 - 1e-6)
+                sy = min(max(cy + dy / h + 1e-6, -1 + 1e-6), 1 - 1e-6)  # LIIF's "+ eps_shift"
+                sx = min(max(cx + dx / w + 1e-6, -1 + 1e-6), 1 - 1e-6)
                 row = min(max(math.floor((sy + 1) * h / 2), 0), h - 1)
                 col = min(max(math.floor((sx + 1) * w / 2), 0), w - 1)
                 rel = torch.tensor([(cy - (-1 + (2 * row + 1) / h)) * h,
@@ -209,6 +209,33 @@ def reference_query(model: LTE, features, coord, cell):
                    + ty * (1 - tx) * inp[b, :, y1, x0] + ty * tx * inp[b, :, y1, x1])
             out[b, q] = (value + bil) * 0.5 + 0.5
     return out
+
+
+def test_local_ensemble_weights_are_bilinear_interpolation_everywhere():
+    """Blending the 4 neighbours' *values* with the ensemble weights is bilinear interpolation
+    (border padding): at random points, at feature-pixel centres (where the centre pixel must get
+    full weight) and at the centres of the last row and column (where both neighbours of an axis
+    clamp to one pixel and the other axis must keep its interpolation)."""
+    from asbsr.models.coords import gather_neighbours, make_coord
+
+    h, w = 6, 5
+    fmap = torch.rand(1, 1, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    grids = [make_coord(3 * h, 3 * w, dtype=torch.float64),  # x3: every third query on a centre
+             make_coord(h, w, dtype=torch.float64),          # x1: all on centres
+             torch.rand(200, 2, dtype=torch.float64) * 2 - 1]
+    # centres of the last row / column, with the other coordinate anywhere
+    edge = torch.rand(40, 2, dtype=torch.float64) * 2 - 1
+    edge[:20, 0], edge[20:, 1] = 1 - 1 / h, 1 - 1 / w
+    for coord in grids + [edge]:
+        coord = coord.unsqueeze(0)
+        (values,), _, weights = gather_neighbours([fmap], coord, local_ensemble=True)
+        blended = (values[..., 0] * weights).sum(1)
+        expected = F.grid_sample(fmap, coord.flip(-1).unsqueeze(1), mode="bilinear",
+                                 padding_mode="border", align_corners=False)[0, 0, 0]
+        torch.testing.assert_close(blended[0], expected, atol=1e-7, rtol=0)
+    # the x1 grid: each query is its own pixel's centre, and that pixel gets (almost) all the weight
+    (values,), _, weights = gather_neighbours([fmap], grids[1].unsqueeze(0), local_ensemble=True)
+    torch.testing.assert_close((values[..., 0] * weights).sum(1)[0], fmap.flatten(), atol=1e-7, rtol=0)
 
 
 @pytest.mark.parametrize("local_ensemble", [False, True])

@@ -16,8 +16,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-# LIIF/LTE shift each neighbour query by this much so that a query on a cell border is not
-# rounded back to its own cell.
+# LIIF/LTE add this to each shifted neighbour query (the same sign for both directions, as the
+# authors' code does): a query on a feature-pixel centre then has that pixel as its (-) neighbour
+# and the next one as its (+) neighbour, and gets the centre pixel at full weight.
 ENSEMBLE_EPS = 1e-6
 
 
@@ -77,7 +78,7 @@ def gather_neighbours(
     shift = torch.tensor(offsets, device=coord.device, dtype=coord.dtype)
     shift = shift * torch.tensor([1.0 / height, 1.0 / width], device=coord.device, dtype=coord.dtype)
     if local_ensemble:
-        shift = shift + ENSEMBLE_EPS * torch.sign(shift)
+        shift = shift + ENSEMBLE_EPS
     shifted = (coord.unsqueeze(1) + shift.view(1, -1, 1, 2)).clamp(-1 + 1e-6, 1 - 1e-6)
     row, col = nearest_index(shifted, height, width)
     flat_index = (row * width + col).reshape(batch, -1)  # (B, N*Q)
@@ -94,9 +95,20 @@ def gather_neighbours(
     scale = torch.tensor([height, width], device=coord.device, dtype=coord.dtype)
     rel_coord = (coord.unsqueeze(1) - centre) * scale
     if local_ensemble:
-        area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9
-        # Offsets are ordered (-,-), (-,+), (+,-), (+,+): the diagonal opposite of k is 3 - k.
-        weights = area.flip(1) / area.sum(dim=1, keepdim=True)
+        # LIIF weighs neighbour k by the area |dy * dx| of the diagonally opposite one, over the
+        # sum of the four areas. The opposite of (sy, sx) is (-sy, -sx), so that weight factors
+        # exactly into a row weight times a column weight, each the opposite neighbour's distance
+        # over the two distances. We compute the factored form: it is the same number, except
+        # where LIIF's breaks down -- at the last row or column both neighbours of an axis clamp
+        # to the same pixel, and a query on its centre has distance 0 to both, which makes all
+        # four areas 0 and LIIF's weights a flat 1/4 that ignores the *other* axis too. Here only
+        # that axis falls back to 1/2 + 1/2 (of the same pixel) and the other keeps its weights.
+        # Offsets are ordered (-,-), (-,+), (+,-), (+,+).
+        dist_y = torch.stack([rel_coord[:, 0, :, 0], rel_coord[:, 2, :, 0]], 1).abs() + 1e-9
+        dist_x = torch.stack([rel_coord[:, 0, :, 1], rel_coord[:, 1, :, 1]], 1).abs() + 1e-9
+        row_weight = dist_y.flip(1) / dist_y.sum(1, keepdim=True)  # (B, 2, Q): for sy = -, +
+        col_weight = dist_x.flip(1) / dist_x.sum(1, keepdim=True)
+        weights = (row_weight.unsqueeze(2) * col_weight.unsqueeze(1)).reshape(batch, 4, queries)
     else:
         weights = torch.ones(batch, 1, queries, device=coord.device, dtype=coord.dtype)
     return values, rel_coord, weights
