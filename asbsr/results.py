@@ -68,34 +68,47 @@ SMOKE_METHODS = ("lte", "ours")  # what is trained when the zoo holds nothing fo
 
 def plan(config: Config, wanted: Sequence[str], methods: Sequence[str] | None = None,
          seeds: Sequence[int] | None = None, train: bool = False) -> tuple[list[str], list[int], str]:
-    """Which methods and training seeds a notebook evaluates: ``(methods, seeds, note)``.
+    """Which methods and training seeds a table evaluates: ``(methods, seeds, note)``.
 
     Given ones are kept. Otherwise, with ``train``: every wanted method at ``config.eval.seeds``.
-    Without: the seeds of ``config.eval.seeds`` for which the zoo holds "ours" (the first seed
-    when it holds none), and the wanted methods that the zoo holds at all those seeds -- or, when
-    it holds none of them (e.g. at ``smoke``), ``SMOKE_METHODS``, trained here in seconds.
-    Training every Table 1 method costs minutes at smoke and hours at cpu; the note says what
-    was left out and how to include it.
+    Without, methods come first and seeds second: the wanted methods the zoo holds at the first
+    seed of ``config.eval.seeds`` that has "ours", then every such seed at which the zoo holds all
+    of them -- so a zoo with seven methods at seed 0 and four at seeds 0-2 gives a Table 1 of
+    seven methods at one seed and a Table 2 of four at three. When the zoo holds none of them
+    (e.g. at ``smoke``): ``SMOKE_METHODS`` at the first seed, trained here in seconds. Training
+    every Table 1 method costs minutes at smoke and hours at cpu; the note says what was left out
+    and how to include it.
     """
     wanted = list(wanted)
     learned = [m for m in wanted if m != BICUBIC]
+    at = lambda seed, method: zoo_has(dataclasses.replace(config, seed=seed), method)  # noqa: E731
+    candidates = [s for s in config.eval.seeds if at(s, "ours")] or [config.eval.seeds[0]]
+    if methods is not None:
+        chosen = list(methods)
+    elif train:
+        chosen = wanted
+    else:
+        chosen = [m for m in wanted if m == BICUBIC or at(candidates[0], m)]
     if seeds is None:
         if train:
             seeds = list(config.eval.seeds)
         else:
-            seeds = [s for s in config.eval.seeds if zoo_has(dataclasses.replace(config, seed=s), "ours")]
-            seeds = seeds or [config.eval.seeds[0]]
+            need = [m for m in chosen if m != BICUBIC]
+            seeds = [s for s in candidates if all(at(s, m) for m in need)] or candidates[:1]
     seeds = [int(s) for s in seeds]
     if methods is not None:
-        return list(methods), seeds, "methods and seeds as given"
+        return chosen, seeds, "methods as given"
     if train:
-        return wanted, seeds, "every method trained here (TRAIN=True)"
-    held = [m for m in learned if all(zoo_has(dataclasses.replace(config, seed=s), m) for s in seeds)]
-    if held:
-        chosen = [m for m in wanted if m == BICUBIC or m in held]
-        missing = [m for m in learned if m not in held]
-        note = (f"from the zoo at seeds {seeds}" + (f"; not in the zoo, left out: {', '.join(missing)} "
-                "(name them in METHODS, or TRAIN=True, to train them here)" if missing else ""))
+        return chosen, seeds, "every method trained here (TRAIN=True)"
+    if len(chosen) > (BICUBIC in chosen):
+        missing = [m for m in learned if m not in chosen]
+        other = [s for s in candidates if s not in seeds]
+        note = f"from the zoo at seeds {seeds}"
+        if missing:
+            note += (f"; not in the zoo, left out: {', '.join(missing)} (name them in METHODS, or "
+                     "TRAIN=True, to train them here)")
+        if other:
+            note += f"; seeds {other} left out: the zoo lacks some of these methods there"
         return chosen, seeds, note
     chosen = [m for m in wanted if m == BICUBIC or m in SMOKE_METHODS]
     return chosen, seeds, (f"the zoo holds none of these {config.preset} models at seeds {seeds}: only "
@@ -104,20 +117,24 @@ def plan(config: Config, wanted: Sequence[str], methods: Sequence[str] | None = 
 
 def obtain_upscalers(config: Config, methods: Sequence[str], seeds: Sequence[int], folder,
                      train: bool = False, device=None, progress: bool = False,
-                     report: Callable[[str], None] = print) -> dict[str, dict[int, Upscaler]]:
+                     report: Callable[[str], None] = print,
+                     into: dict[str, dict[int, Upscaler]] | None = None) -> dict[str, dict[int, Upscaler]]:
     """``{method: {seed: upscaler}}`` for every learned method and training seed, from the zoo or
     trained under ``folder`` (``zoo.obtain_model``); ``report`` gets one status line each.
-    ``"bicubic"`` maps to ``{0: bicubic_upscaler}`` (it has no training seed).
+    ``"bicubic"`` maps to ``{0: bicubic_upscaler}`` (it has no training seed). Pairs already in
+    ``into`` are kept as they are, and the new ones are added to it.
 
     Stage 1 is obtained once per seed and shared by the methods that need training.
     """
     from asbsr.zoo import obtain_model, obtain_stage1
 
-    upscalers: dict[str, dict[int, Upscaler]] = {}
+    upscalers: dict[str, dict[int, Upscaler]] = {} if into is None else into
     for seed in seeds:
         seeded = dataclasses.replace(config, seed=seed)
         stage1 = None
         for method in methods:
+            if seed in upscalers.get(method, {}) or (method == BICUBIC and BICUBIC in upscalers):
+                continue
             if method == BICUBIC:
                 upscalers[BICUBIC] = {0: bicubic_upscaler}
                 continue

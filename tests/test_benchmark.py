@@ -317,3 +317,25 @@ def test_zoom_boxes_map_between_hr_and_lr():
     assert torch.equal(crop(image, (1, 2, 2, 3)), image[:, 1:3, 2:5])
     with pytest.raises(ValueError):
         crop(image, (5, 0, 2, 2))
+
+
+def test_plan_takes_the_most_methods_first_then_every_seed_that_holds_them(monkeypatch):
+    from asbsr import results
+    from asbsr.config import TABLE1_METHODS, TABLE2_METHODS, make_config
+
+    # a zoo like a partly trained one: every method at seed 0, Table 2's four also at seeds 1, 2
+    held = {(m, 0) for m in TABLE1_METHODS + TABLE2_METHODS} | {(m, s) for m in TABLE2_METHODS for s in (1, 2)}
+    monkeypatch.setattr(results, "zoo_has", lambda config, m: m == "bicubic" or (m, config.seed) in held)
+    config = make_config("cpu", {"eval.seeds": (0, 1, 2)})
+    methods1, seeds1, note1 = results.plan(config, ["bicubic", *TABLE1_METHODS])
+    assert methods1 == ["bicubic", *TABLE1_METHODS] and seeds1 == [0]
+    assert "seeds [1, 2] left out" in note1
+    methods2, seeds2, _ = results.plan(config, list(TABLE2_METHODS))
+    assert methods2 == list(TABLE2_METHODS) and seeds2 == [0, 1, 2]
+    # what is given is kept; TRAIN=True wants everything at every seed
+    assert results.plan(config, list(TABLE2_METHODS), methods=["lte"], seeds=[2])[:2] == (["lte"], [2])
+    assert results.plan(config, ["bicubic", "liif"], train=True)[:2] == (["bicubic", "liif"], [0, 1, 2])
+    # an empty zoo: the two methods trained here in seconds, at the first seed
+    monkeypatch.setattr(results, "zoo_has", lambda config, m: m == "bicubic")
+    methods, seeds, note = results.plan(config, ["bicubic", *TABLE1_METHODS])
+    assert methods == ["bicubic", "lte", "ours"] and seeds == [0] and "holds none" in note
