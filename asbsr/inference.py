@@ -115,7 +115,10 @@ def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, t
                 if fmap.shape[-2:] != (y1 - y0, x1 - x0):
                     raise ValueError(f"encode's {key!r} is not at LR resolution; cannot tile it")
                 if key not in stitched:
-                    stitched[key] = fmap.new_empty(*fmap.shape[:-2], height, width)
+                    layout = torch.channels_last if fmap.dim() == 4 and fmap.is_contiguous(
+                        memory_format=torch.channels_last) else torch.contiguous_format  # as encode made it
+                    stitched[key] = torch.empty(*fmap.shape[:-2], height, width, dtype=fmap.dtype,
+                                                device=fmap.device, memory_format=layout)
                 stitched[key][..., top:bottom, left:right] = \
                     fmap[..., top - y0:bottom - y0, left - x0:right - x0]
     return stitched

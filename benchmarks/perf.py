@@ -160,9 +160,8 @@ def run_case(case: dict) -> dict:
     """One inference measurement, in this process. ``case`` keys: size, side, scale, device,
     repeats, and the variants: chunk (default: the preset's ``eval.chunk``), grad
     ('inference_mode' around the call; upscale itself uses no_grad), channels_last (the SR
-    module's convolutions and the input), table_layout ('rows': the encoded coef/freq maps made
-    channels-last after ``encode``, so that each query chunk gathers contiguous rows -- a
-    proposed change, tried here without touching the package), bf16 (autocast)."""
+    module's convolutions and the input; the gathered coef/freq maps are channels-last in every
+    variant, as ``encode`` makes them), bf16 (autocast)."""
     device = torch.device(case["device"])
     config, model = build_model(case["size"], device)
     chunk = case.get("chunk") or config.eval.chunk
@@ -171,15 +170,6 @@ def run_case(case: dict) -> dict:
     if case.get("channels_last"):
         model.sr.to(memory_format=torch.channels_last)
         lr = lr.contiguous(memory_format=torch.channels_last)
-    if case.get("table_layout") == "rows":
-        encode_maps = model.sr.encode
-
-        def encode_rows(image, rep=None):
-            maps = encode_maps(image, rep)
-            return {key: value.contiguous(memory_format=torch.channels_last)
-                    for key, value in maps.items()}
-
-        model.sr.encode = encode_rows  # this instance only
     grad = torch.inference_mode if case.get("grad") == "inference_mode" else contextlib.nullcontext
     precision = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if case.get("bf16") \
         else contextlib.nullcontext
@@ -256,7 +246,7 @@ def inference_cases(sizes, inputs, scales, device: str, quick: bool) -> list[dic
     return cases
 
 
-VARIANTS = ("default", "chunk", "inference_mode", "channels_last", "rows", "bf16")
+VARIANTS = ("default", "chunk", "inference_mode", "channels_last", "bf16")
 
 
 def sweep_cases(size: str, side: int, scale: float, device: str, repeats: int,
@@ -272,8 +262,6 @@ def sweep_cases(size: str, side: int, scale: float, device: str, repeats: int,
         cases.append(dict(base, variant="inference_mode", grad="inference_mode"))
     if "channels_last" in variants:
         cases.append(dict(base, variant="channels_last", channels_last=True))
-    if "rows" in variants:
-        cases.append(dict(base, variant="feature rows (proposal)", table_layout="rows"))
     if "bf16" in variants:
         cases.append(dict(base, variant="bf16 autocast", bf16=True))
     return cases

@@ -101,6 +101,9 @@ def test_tiled_encoding_equals_untiled(local_ensemble):
     assert whole.keys() == tiled.keys()
     for key in whole:
         torch.testing.assert_close(tiled[key], whole[key], atol=1e-5, rtol=0)
+    # the gathered maps are channels-last (one contiguous row per query), tiled or not
+    for maps in (whole, tiled):
+        assert all(maps[k].is_contiguous(memory_format=torch.channels_last) for k in ("coef", "freq"))
     # One pixel of halo too few must show at the seams: the test can fail.
     assert (short["coef"] - whole["coef"]).abs().max() > 1e-4
     out = upscale(model, lr, scale=1.6, rep=rep, tile=16)

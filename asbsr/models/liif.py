@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asbsr.config import ModelConfig
-from asbsr.models.coords import gather_neighbours
+from asbsr.models.coords import gather_neighbours, gather_ready
 from asbsr.models.edsr import EDSR
 
 
@@ -63,7 +63,7 @@ def encode_unfolded(encoder: EDSR, lr: torch.Tensor, rep: torch.Tensor | None,
     """The features LIIF and MetaSR share: ``{"inp": (lr - 0.5) / 0.5, "feat": the 3x3-unfolded
     EDSR features (B, 9 n_feats, h, w)}``; ``rep`` is used only when ``modulated``."""
     inp = normalise(lr)
-    return {"inp": inp, "feat": unfold3x3(encoder(inp, rep if modulated else None))}
+    return {"inp": inp, "feat": gather_ready(unfold3x3(encoder(inp, rep if modulated else None)))}
 
 
 def cell_in_lr_pixels(cell: torch.Tensor, height: int, width: int) -> torch.Tensor:

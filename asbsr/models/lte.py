@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asbsr.config import ModelConfig
-from asbsr.models.coords import bilinear_sample, gather_neighbours
+from asbsr.models.coords import bilinear_sample, gather_neighbours, gather_ready
 from asbsr.models.edsr import EDSR
 
 
@@ -77,7 +77,8 @@ class LTE(nn.Module):
         """
         inp = (lr - 0.5) / 0.5
         feat = self.encoder(inp, rep if self.modulated else None)
-        return {"inp": inp, "feat": feat, "coef": self.coef(feat), "freq": self.freq(feat)}
+        return {"inp": inp, "feat": feat, "coef": gather_ready(self.coef(feat)),
+                "freq": gather_ready(self.freq(feat))}
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
               cell: torch.Tensor) -> torch.Tensor:
