@@ -34,8 +34,10 @@ come no closer than ``1 / (2H)`` LR pixels to a border unless they lie on it, so
 can only disagree when ``h * H > 1e6`` along an axis, at the rare pixels lying between the two
 nudges' reach from a border.
 
-The whole-image work is still done once: ``model.prepare(lr)`` (E's global representation, and
-the deconvolution of the DCLS-style baselines) runs on the whole input. Heads whose encoding
+E's global representation is a spatial mean, so it is computed block by block too
+(``DegradationEncoder.forward_tiled``: the blocks' sums of E's last feature map, each block cut
+with enough context and aligned to E's stride, equal the whole-image pass). The deconvolution of
+the DCLS-style baselines still runs on the whole input. Heads whose encoding
 depends on the whole image (SRNO's global attention, ``receptive_radius = None``) cannot be tiled
 exactly: ValueError.
 """
@@ -130,10 +132,10 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
             ``required_halo(model.sr) + margin`` (see the module docstring), for which the result
             equals ``model.upscale`` up to float rounding. Smaller values show seams.
 
-    Returns ``(B, 3, H, W)`` clamped to [0, 1]. Memory: the prepared LR image and the output,
-    plus one crop's features and one chunk's activations -- and E's pass over the whole image in
-    ``model.prepare``, which is the peak for large inputs (its first layers hold 64 channels at
-    half the LR resolution: about 2 GB for a 12-megapixel input). Runs under ``torch.no_grad``.
+    Returns ``(B, 3, H, W)`` clamped to [0, 1]. Memory: the LR image, its Haar bands and the
+    output, plus one block's activations (E's, then the SR module's) and one chunk's. E runs
+    block by block as well (``DegradationEncoder.forward_tiled``, exact); the DCLS-style
+    baselines' Wiener deconvolution still runs on the whole image. Runs under ``torch.no_grad``.
     """
     if not (hasattr(model, "prepare") and hasattr(model, "sr")):
         raise TypeError("upscale_tiled needs a BlindSR (E + SR module), got "
@@ -160,7 +162,10 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
     cols_global = make_coord(1, W, device=lr.device, dtype=dtype)[:, 1]
     blocks = [(top, left) for top in range(0, h, tile) for left in range(0, w, tile)]
     with torch.no_grad():
-        prepared, rep = model.prepare(lr)
+        rep = None  # E's representation, block by block too (its whole-image pass was the peak)
+        if (model.modulated or model.deblur) and not model.encoder.training:
+            rep = model.encoder.forward_tiled(lr, tile)
+        prepared, rep = model.prepare(lr, rep)
         out = lr.new_empty(batch, 3, H, W)
         for top, left in tqdm(blocks, desc="upscale", unit="tile", disable=not progress):
             bottom, right = min(top + tile, h), min(left + tile, w)

@@ -50,6 +50,24 @@ def test_encoder_shape(kind, side):
     assert enc(torch.rand(3, 3, side, side)).shape == (3, 32)
 
 
+@pytest.mark.parametrize("kind", ["haar", "rgb"])
+def test_encoder_block_by_block_equals_the_whole_image(kind):
+    torch.manual_seed(0)
+    encoder = DegradationEncoder(kind, dim=16).double().eval()
+    for module in encoder.modules():  # running statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(), module.running_var.uniform_(0.5, 2.0)
+    assert encoder.reach() == (11, 4)
+    for shape in [(2, 3, 67, 45), (1, 3, 130, 97), (1, 3, 9, 8)]:
+        lr = torch.rand(*shape, dtype=torch.float64)
+        with torch.no_grad():
+            whole = encoder(lr)
+            for tile in (4, 12, 33, 500):  # tiles smaller than, not dividing, larger than the input
+                torch.testing.assert_close(encoder.forward_tiled(lr, tile), whole, atol=1e-12, rtol=0)
+    with pytest.raises(RuntimeError, match="eval mode"):
+        encoder.train().forward_tiled(lr)
+
+
 def test_haar_encoder_sees_only_high_frequencies():
     # Adding a constant moves only the low band, so E_haar cannot see it; E_rgb can.
     torch.manual_seed(0)

@@ -79,6 +79,49 @@ class DegradationEncoder(nn.Module):
         """``lr``: ``(B, 3, h, w)`` in [0, 1] -> representation ``r``: ``(B, dim)``."""
         return self.body(self.prepare(lr)).mean(dim=(2, 3))
 
+    def reach(self) -> tuple[int, int]:
+        """``(radius, stride)`` of the body, in pixels of the prepared input: an output pixel
+        ``j`` reads the input within ``radius`` of ``stride * j``."""
+        radius, stride = 0, 1
+        for layer in self.body:
+            conv = layer[0]
+            radius += (conv.kernel_size[0] // 2) * stride
+            stride *= conv.stride[0]
+        return radius, stride
+
+    def forward_tiled(self, lr: torch.Tensor, tile: int = 256) -> torch.Tensor:
+        """``forward(lr)`` computed block by block, for images too large for one pass.
+
+        The body's output is summed block by block and divided by its size at the end; each
+        block is cut from the prepared input with enough context (``reach``) that its part of the
+        output equals the whole-image pass, and starts on a multiple of the body's stride, so the
+        result equals ``forward`` up to float summation order. Memory: the prepared input plus
+        one block's activations (the whole-image pass holds ``dim / 4`` channels at the prepared
+        resolution: about 2 GB at ``dim=256`` for a 12-megapixel input). Eval mode only:
+        BatchNorm's batch statistics in training mode would differ between blocks.
+        """
+        if self.training:
+            raise RuntimeError("forward_tiled needs eval mode (BatchNorm with running statistics)")
+        radius, stride = self.reach()
+        tile = max(stride, tile // stride * stride)
+        halo = -(-(radius + stride) // stride) * stride  # a multiple of the stride, > radius
+        x = self.prepare(lr)
+        height, width = x.shape[-2:]
+        out_h, out_w = height, width
+        for layer in self.body:  # 3x3, padding 1: ceil(n / stride) per layer
+            out_h, out_w = -(-out_h // layer[0].stride[0]), -(-out_w // layer[0].stride[0])
+        total = x.new_zeros(x.shape[0], self.dim)
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                y0, x0 = max(top - halo, 0), max(left - halo, 0)
+                y1, x1 = min(top + tile + halo, height), min(left + tile + halo, width)
+                features = self.body(x[..., y0:y1, x0:x1])
+                # output rows / columns owned by this block, in the crop's output grid
+                r0, r1 = (top - y0) // stride, -(-min(top + tile, height) // stride) - y0 // stride
+                c0, c1 = (left - x0) // stride, -(-min(left + tile, width) // stride) - x0 // stride
+                total += features[..., r0:r1, c0:c1].sum(dim=(2, 3))
+        return total / (out_h * out_w)
+
 
 class SimSiam(nn.Module):
     """SimSiam around an encoder (Eq. 3): projector (z) and predictor G (p).
