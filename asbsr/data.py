@@ -123,6 +123,9 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return read_image(path).image
 
 
+SAVE_BAND_VALUES = 1 << 22  # values quantised at a time by save_image
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Write ``image`` (3, H, W) or (1, 3, H, W) in [0, 1] as 8-bit RGB, atomically.
 
@@ -136,13 +139,20 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"save_image expects (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    if torch.isnan(image).any():
-        raise ValueError(f"refusing to save {path}: the image contains NaN")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"cannot save {path}: unknown image suffix {path.suffix!r}")
-    pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    array = pixels.permute(1, 2, 0).cpu().numpy()
+    # Quantised a band of rows at a time into one uint8 array: a whole-image float expression
+    # would make several float copies of what may be a 48-megapixel output.
+    height, width = image.shape[1:]
+    array = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, SAVE_BAND_VALUES // (3 * width))
+    for top in range(0, height, rows):
+        band = image[:, top:top + rows].detach().float()
+        if torch.isnan(band).any():
+            raise ValueError(f"refusing to save {path}: the image contains NaN")
+        band = band.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+        array[top:top + rows] = band.permute(1, 2, 0).cpu().numpy()
     options = {"quality": 95} if fmt == "JPEG" else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -221,6 +221,24 @@ def test_save_round_trip_is_exact(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["sub", "x.png"]  # no temporary file left behind
 
 
+def test_save_in_bands_of_rows_equals_one_pass(tmp_path, monkeypatch):
+    import asbsr.data
+
+    image = torch.rand(3, 23, 5, generator=torch.Generator().manual_seed(4)) * 1.2 - 0.1
+    image_before = image.clone()
+    save_image(image, tmp_path / "one.png")
+    monkeypatch.setattr(asbsr.data, "SAVE_BAND_VALUES", 2 * 3 * 5)  # 2 rows at a time: 12 bands
+    save_image(image, tmp_path / "bands.png")
+    expected = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    for name in ("one.png", "bands.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), expected)
+    assert torch.equal(image, image_before)  # the caller's tensor is not modified
+    image[:, 21, 3] = float("nan")  # in the last band: found before anything is written
+    with pytest.raises(ValueError, match="NaN"):
+        save_image(image, tmp_path / "nan.png")
+    assert sorted(os.listdir(tmp_path)) == ["bands.png", "one.png"]
+
+
 def test_save_clamps_and_rounds(tmp_path):
     image = torch.tensor([-0.5, 1.7, 0.4 / 255, 0.6 / 255, 127.5 / 255, 1.0]).reshape(1, 1, 6).repeat(3, 1, 1)
     save_image(image, tmp_path / "c.png")
