@@ -211,3 +211,27 @@ def test_console_script_is_installed(trained, images, tmp_path):
     bad = subprocess.run([str(script), "upscale", str(images / "tiny.png"), str(out),
                           "--scale", "2"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, tmp_path, capsys):
+    from asbsr.benchmark import bicubic_upscaler, model_upscaler
+    from asbsr.zoo import export_stage1, load_model, update_manifest
+    from asbsr.zoo_train import validation_scores
+
+    config, stage1, stage2 = trained
+    export_stage1(stage1, tmp_path)
+    name = export_model(config, stage2.model, "ours", tmp_path)
+    model, _ = load_model(tmp_path / name)
+    stored = validation_scores(model_upscaler(model, config.eval.chunk), config, tmp_path / "cache")
+    stored["x3"]["psnr"] += 0.25  # as if recorded from slightly different weights
+    reference = validation_scores(bicubic_upscaler, config, tmp_path / "cache")
+    update_manifest(lambda m: (m["models"].__setitem__("ours-smoke-s0", {"file": name, "scores": stored}),
+                               m.setdefault("reference", {}).__setitem__("bicubic", reference)), tmp_path)
+    assert main(["scores", "--zoo", str(tmp_path), "ours-smoke-s0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bicubic = next(line for line in lines if line.startswith("| bicubic |"))
+    ours = next(line for line in lines if line.startswith("| ours-smoke-s0 |"))
+    assert bicubic.endswith("| 0.000 dB |") and ours.endswith("| 0.250 dB |")
+    assert f"{reference['x2']['psnr']:.2f} / {reference['x2']['ssim']:.4f}" in bicubic
+    assert main(["scores", "--zoo", str(tmp_path), "nothing-s9"]) == 2
+    assert "not in the zoo: nothing-s9; it holds: ours-smoke-s0" in capsys.readouterr().err
