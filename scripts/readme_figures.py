@@ -3,7 +3,7 @@
     python scripts/readme_figures.py runs/cpu-<time>
 
 Each figure is shrunk to at most ``--width`` pixels wide (PIL, Lanczos) and saved as an optimised
-PNG. The README names the run (preset, date) the figures came from.
+PNG, or as a JPEG (quality 85) when the PNG would exceed 200 KB (figures full of photographs). The README names the run (preset, date) the figures came from.
 """
 
 import argparse
@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+MAX_PNG_BYTES = 200_000
 FIGURES = [  # (notebook, figure stem) -- one per notebook
     ("01_degradation_synthesis", "degradation_grid"),
     ("02_wavelet_contrastive_learning", "probe-r2"),
@@ -20,7 +21,7 @@ FIGURES = [  # (notebook, figure stem) -- one per notebook
     ("04_modulated_lte", "scales"),
     ("05_cycle_consistency", "loop"),
     ("06_benchmark_tables", "table2-differences"),
-    ("07_qualitative_results", "figure5"),
+    ("07_qualitative_results", "figure3"),
 ]
 
 
@@ -28,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
-    parser.add_argument("--width", type=int, default=900)
+    parser.add_argument("--width", type=int, default=1000)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     missing = []
@@ -43,6 +44,10 @@ def main() -> int:
                                  Image.Resampling.LANCZOS)
         target = args.out / f"{notebook[:2]}-{stem}.png"
         image.save(target, optimize=True)
+        if target.stat().st_size > MAX_PNG_BYTES:  # a photographic figure: JPEG is far smaller
+            target.unlink()
+            target = target.with_suffix(".jpg")
+            image.save(target, quality=85, optimize=True)
         print(f"{target.relative_to(ROOT)}: {image.width}x{image.height}, {target.stat().st_size // 1024} KB")
     if missing:
         print("missing:\n  " + "\n  ".join(missing), file=sys.stderr)
