@@ -162,10 +162,7 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
     cols_global = make_coord(1, W, device=lr.device, dtype=dtype)[:, 1]
     blocks = [(top, left) for top in range(0, h, tile) for left in range(0, w, tile)]
     with torch.no_grad():
-        rep = None  # E's representation, block by block too (its whole-image pass was the peak)
-        if (model.modulated or model.deblur) and not model.encoder.training:
-            rep = model.encoder.forward_tiled(lr, tile)
-        prepared, rep = model.prepare(lr, rep)
+        prepared, rep = model.prepare(lr, tile=tile)  # E block by block too
         out = lr.new_empty(batch, 3, H, W)
         for top, left in tqdm(blocks, desc="upscale", unit="tile", disable=not progress):
             bottom, right = min(top + tile, h), min(left + tile, w)

@@ -50,19 +50,21 @@ class BlindSR(nn.Module):
     def modulated(self) -> bool:
         return bool(getattr(self.sr, "modulated", False))
 
-    def representation(self, lr: torch.Tensor) -> torch.Tensor:
-        """E's implicit degradation representation of ``lr`` ``(B, 3, h, w)``: ``(B, dim)``."""
+    def representation(self, lr: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        """E's implicit degradation representation of ``lr`` ``(B, 3, h, w)``: ``(B, dim)``;
+        with ``tile``, computed block by block (``DegradationEncoder.forward_tiled``, exact)."""
         with torch.no_grad():
-            return self.encoder(lr)
+            return self.encoder.forward_tiled(lr, tile) if tile else self.encoder(lr)
 
-    def prepare(self, lr: torch.Tensor, rep: torch.Tensor | None = None
+    def prepare(self, lr: torch.Tensor, rep: torch.Tensor | None = None, tile: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The SR module's input and condition: ``(lr or its deconvolution, representation)``.
 
-        ``rep`` may be passed when the caller already ran E on ``lr``.
+        ``rep`` may be passed when the caller already ran E on ``lr``; ``tile`` runs E block by
+        block (bounded memory for large images).
         """
         if rep is None and (self.modulated or self.deblur):
-            rep = self.representation(lr)
+            rep = self.representation(lr, tile)
         if self.deblur:
             with torch.no_grad():
                 lr = wiener_deconvolve(lr, self.estimator(rep))
