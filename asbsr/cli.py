@@ -148,9 +148,10 @@ def scores_command(args: argparse.Namespace) -> int:
                     manifest.get("reference", {}).get("bicubic"))
             upscaler = model_upscaler(model, config.eval.chunk, config.degradation.scale_range[1])
             row(name, validation_scores(upscaler, config, cache), manifest["models"][name].get("scores"))
-    print(f"\nthe '{first.data.val}' photos, one degradation per photo (seed {first.eval.degradation_seed}); Y channel, shave ceil(scale). "
-          "'stored - now' compares with the scores the zoo driver recorded from the fp32 weights "
-          "at training time; the zoo holds them in fp16.")
+    print(f"\nthe '{first.data.val}' photos, one degradation per photo (seed "
+          f"{first.eval.degradation_seed}); Y channel, shave ceil(scale). 'stored - now' compares "
+          "with the scores the zoo driver recorded from the fp32 weights at training time; the zoo "
+          "holds them in fp16.")
     return 0
 
 

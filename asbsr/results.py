@@ -133,10 +133,10 @@ def obtain_upscalers(config: Config, methods: Sequence[str], seeds: Sequence[int
         seeded = dataclasses.replace(config, seed=seed)
         stage1 = None
         for method in methods:
-            if seed in upscalers.get(method, {}) or (method == BICUBIC and BICUBIC in upscalers):
-                continue
             if method == BICUBIC:
-                upscalers[BICUBIC] = {0: bicubic_upscaler}
+                upscalers.setdefault(BICUBIC, {0: bicubic_upscaler})
+                continue
+            if seed in upscalers.get(method, {}):
                 continue
             if stage1 is None and (train or not zoo_has(seeded, method)):
                 stage1 = obtain_stage1(seeded, folder, train=train, device=device, progress=progress)

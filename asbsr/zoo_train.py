@@ -15,6 +15,7 @@ on a CPU): the processes share the work through file locks in ``--work``.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -145,13 +146,8 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[
             "bicubic", reference), zoo)
     for seed in seeds:
         config = make_config(preset, {**overrides, "seed": seed})
-        stage1 = []  # trained or loaded on first use only: a seed whose models are all done needs none
-
-        def stage1_of(config=config, stage1=stage1):
-            if not stage1:
-                stage1.append(_stage1(config, zoo, work, device, progress))
-            return stage1[0]
-
+        # trained or loaded on first use only: a seed whose models are all done needs none
+        stage1_of = functools.cache(functools.partial(_stage1, config, zoo, work, device, progress))
         for method in methods:
             _stage2(config, method, None, stage1_of, zoo, work, command, device, progress)
         for label in variants:

@@ -107,10 +107,7 @@ class DegradationEncoder(nn.Module):
         halo = -(-(radius + stride) // stride) * stride  # a multiple of the stride, > radius
         x = self.prepare(lr)
         height, width = x.shape[-2:]
-        out_h, out_w = height, width
-        for layer in self.body:  # 3x3, padding 1: ceil(n / stride) per layer
-            out_h, out_w = -(-out_h // layer[0].stride[0]), -(-out_w // layer[0].stride[0])
-        total = x.new_zeros(x.shape[0], self.dim)
+        total, count = x.new_zeros(x.shape[0], self.dim), 0
         for top in range(0, height, tile):
             for left in range(0, width, tile):
                 y0, x0 = max(top - halo, 0), max(left - halo, 0)
@@ -120,7 +117,8 @@ class DegradationEncoder(nn.Module):
                 r0, r1 = (top - y0) // stride, -(-min(top + tile, height) // stride) - y0 // stride
                 c0, c1 = (left - x0) // stride, -(-min(left + tile, width) // stride) - x0 // stride
                 total += features[..., r0:r1, c0:c1].sum(dim=(2, 3))
-        return total / (out_h * out_w)
+                count += (r1 - r0) * (c1 - c0)  # the blocks own every output pixel exactly once
+        return total / count
 
 
 class SimSiam(nn.Module):
