@@ -1,6 +1,6 @@
 """The shipped model zoo: trained weights that load without a download.
 
-``asbsr/zoo/`` holds fp16 weights trained by this project's own ``asbsr.zoo_driver``:
+``asbsr/zoo/`` holds fp16 weights trained by this project's own ``asbsr.zoo_train``:
 
 * ``stage1-<key>.pt``: E and M of one stage-1 run (shared by every method of that seed);
 * ``<method>-<preset>-s<seed>.pt``: one SR module, naming the stage-1 file it was trained on;
@@ -8,7 +8,8 @@
   scores, and which model ``asbsr upscale`` uses by default.
 
 ``load_model(path)`` also accepts a stage-2 training checkpoint (``stage2-*.pt``), which holds
-E, M and the SR module together.
+E, M and the SR module together. ``merge_zoo`` adds the models of a zoo folder trained on another
+machine (``python -m asbsr.zoo_train --merge FOLDER``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -91,6 +94,63 @@ def update_manifest(change: Callable[[dict], None], folder: Path = ZOO_DIR) -> d
         change(manifest)
         write_manifest(manifest, folder)
     return manifest
+
+
+def choose_default(manifest: dict) -> None:
+    """``asbsr upscale``'s default: the "ours" model (paper stage 1) with the best x4 PSNR."""
+    ours = [n for n, e in manifest["models"].items() if e["method"] == "ours" and not e.get("variant")]
+    if ours:
+        manifest["default"] = max(ours, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
+    """Add the stage-1 runs and models of the zoo folder ``source`` (trained elsewhere, e.g. on a
+    GPU machine) to ``target``; returns the names added.
+
+    Entries ``target`` holds already with the same key are left alone. A model name that
+    ``target`` holds with another key (another config under the same name) raises ``ValueError``
+    before anything is copied, as does a model whose stage-1 file is in neither zoo. Files are
+    copied first, each atomically, and the manifest is updated last, under its lock, so an
+    interrupted merge leaves ``target`` as it was (at most some unlisted files)."""
+    source, target = Path(source), Path(target)
+    incoming, present = read_manifest(source), read_manifest(target)
+    stage1 = {k: e for k, e in incoming["stage1"].items() if k not in present["stage1"]}
+    models = {}
+    for name, entry in incoming["models"].items():
+        held = present["models"].get(name)
+        if held and held["key"] != entry["key"]:
+            raise ValueError(f"{name}: {target} holds it with key {held['key']}, {source} with "
+                             f"{entry['key']} (another config under the same name); not merged")
+        if entry["stage1"] not in stage1 and entry["stage1"] not in present["stage1"]:
+            raise ValueError(f"{name}: its stage-1 run {entry['stage1']} is in neither zoo")
+        if not held:
+            models[name] = entry
+    for entry in [*stage1.values(), *models.values()]:
+        if not (source / entry["file"]).is_file():
+            raise ValueError(f"{source / entry['file']} is listed in {source / MANIFEST} but missing")
+    for entry in [*stage1.values(), *models.values()]:
+        _copy_atomic(source / entry["file"], target / entry["file"])
+
+    def record(manifest):
+        manifest["stage1"].update(stage1)
+        manifest["models"].update(models)
+        for name, scores in incoming.get("reference", {}).items():
+            manifest.setdefault("reference", {}).setdefault(name, scores)
+        choose_default(manifest)
+
+    update_manifest(record, target)
+    return [entry["file"] for entry in stage1.values()] + list(models)
 
 
 def export_stage1(result, folder: Path = ZOO_DIR) -> str:

@@ -25,7 +25,9 @@ from asbsr.checkpoint import checkpoint_path, stage_key
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.notebook import PROJECT_ROOT
 from asbsr.train import train_stage2
-from asbsr.zoo import ZOO_DIR, export_model, export_stage1, model_name, read_manifest, update_manifest
+from asbsr.zoo import (
+    ZOO_DIR, choose_default, export_model, export_stage1, merge_zoo, model_name, read_manifest, update_manifest,
+)
 
 VALIDATION_SCALES = (2.0, 3.0, 4.0)
 
@@ -90,13 +92,6 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
     return result
 
 
-def _choose_default(manifest: dict) -> None:
-    """``asbsr upscale``'s default: the "ours" model (paper stage 1) with the best x4 PSNR."""
-    ours = [n for n, e in manifest["models"].items() if e["method"] == "ours" and not e.get("variant")]
-    if ours:
-        manifest["default"] = max(ours, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
-
-
 def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work: Path, command: str,
             device, progress) -> None:
     """Train one SR model into the zoo, unless the zoo holds it or another process is on it."""
@@ -127,7 +122,7 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
 
         def record(manifest):
             manifest["models"][name] = entry
-            _choose_default(manifest)
+            choose_default(manifest)
 
         update_manifest(record, zoo)
         print(f"{name}: x2/x3/x4 PSNR " + " / ".join(
@@ -171,7 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--device")
+    parser.add_argument("--merge", type=Path, metavar="FOLDER",
+                        help="instead of training, add the models of a zoo folder trained elsewhere")
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            added = merge_zoo(args.merge, args.zoo)
+        except ValueError as error:
+            parser.exit(2, f"error: {error}\n")
+        print(f"merged into {args.zoo}: {', '.join(added) or 'nothing new'}; "
+              f"default model {read_manifest(args.zoo)['default']}")
+        return 0
     methods = list(dict.fromkeys(TABLE2_METHODS[-1:] + TABLE1_METHODS + TABLE2_METHODS)) \
         if args.methods == ["all"] else args.methods
     overrides = dict(item.split("=", 1) for item in args.set)

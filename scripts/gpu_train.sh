@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Train the `gpu`-preset "ours" model (the paper's architecture) on a lent GPU machine, within a
+# time budget, into a zoo folder that comes back and is merged into asbsr/zoo here; and measure
+# the GPU's training and inference speed on the way. No wheels needed: only torch, numpy,
+# scikit-image, tqdm and matplotlib, which that machine has.
+#
+# One call of the device tool, from the repository root:
+#   command:   bash scripts/gpu_train.sh
+#   timeout_s: 520
+# Three steps, each announced by `== step N: ...` and closed by `ok (Xs)` or `FAILED (...)`:
+#   1  rates: benchmarks/perf.py times both training stages at the preset's size
+#      (5 warm-up + 20 timed steps each) -> $OUT/perf_train.json
+#   2  train: the step counts are the preset's if they fit GPU_TRAIN_BUDGET seconds (200) at the
+#      measured rates, else both stages are cut by one factor (keeping their 1:2 ratio), rounded
+#      down to multiples of 500 steps; then `python -m asbsr.zoo_train --preset gpu --seeds 0
+#      --methods ours` with those counts as overrides -> $OUT/zoo/ (MANIFEST.json, the stage-1
+#      file, ours-gpu-s0.pt, the validation scores in the manifest)
+#   3  inference: benchmarks/perf.py, whole-image inference and the sweep -> $OUT/perf_infer.json
+# Expected about 6 minutes: 1 ~40 s (at most 90), 2 ~4-5 min (at most the budget + 120 s), 3 at
+# most 100 s. Everything printed also lands in
+# $OUT/gpu_train.log. Back here:
+#   python -m asbsr.zoo_train --merge <the fetched folder>/zoo      (adds the model to asbsr/zoo)
+#
+# Environment:
+#   GPU_TRAIN_DRY_RUN=1       CPU rehearsal at the smoke size (tests/test_gpu_kit.py runs it)
+#   GPU_TRAIN_BUDGET          seconds of training steps to fit (default 200; dry run 4)
+#   GPU_TRAIN_STEPS           which steps to run (default "1 2 3")
+#   OUT                       where results go (the device tool sets it; else a new temp folder)
+#   PYTHON                    the interpreter (default python3)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DRY="${GPU_TRAIN_DRY_RUN:-0}"
+STEPS=" ${GPU_TRAIN_STEPS:-1 2 3} "
+PYTHON="${PYTHON:-python3}"
+OUT="${OUT:-$(mktemp -d /tmp/gpu_train_out.XXXXXX)}"
+WORK="$(mktemp -d /tmp/gpu_train_work.XXXXXX)"
+if [[ "$DRY" == 1 ]]; then
+  PRESET=smoke DEVICE=cpu BUDGET="${GPU_TRAIN_BUDGET:-4}" UNIT=10
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  RATE_ARGS=(--warmup 1 --steps 3)
+  INFER_ARGS=(--sizes smoke --inputs 48 --scales 2 --sweep-input 32 --sweep-repeats 1 --in-process)
+else
+  PRESET=gpu DEVICE=cuda BUDGET="${GPU_TRAIN_BUDGET:-200}" UNIT=500
+  RATE_ARGS=(--warmup 5 --steps 20)
+  INFER_ARGS=(--sizes gpu,cpu --inputs 256,512 --scales 2,4 --sweep-input 256 --sweep-scale 4)
+fi
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_train.log") 2>&1
+TEE_PID=$!
+finish() {
+  local code=$?
+  rm -rf "$WORK" "$OUT/zoo/.MANIFEST.lock"
+  exec 1>&- 2>&-
+  wait "$TEE_PID" 2>/dev/null
+  exit "$code"
+}
+trap finish EXIT
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+STARTED=$SECONDS FAILED=()
+begin() { NAME="step $1: $2"; BEGUN=$SECONDS; echo "== $NAME"; }
+ended() {
+  if (($1 == 0)); then echo "== $NAME ok ($((SECONDS - BEGUN))s)"
+  else echo "== $NAME FAILED (exit $1, $((SECONDS - BEGUN))s)"; FAILED+=("${NAME%%:*}"); fi
+}
+wanted() { [[ "$STEPS" == *" $1 "* ]]; }
+
+echo "gpu_train: dry_run=$DRY preset=$PRESET device=$DEVICE budget=${BUDGET}s out=$OUT"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PYTHON" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
+'| cuda', torch.version.cuda, torch.cuda.is_available())"
+
+if wanted 1; then
+  begin 1 "training rates at the $PRESET size"
+  timeout -k 10 90 "$PYTHON" benchmarks/perf.py --device "$DEVICE" --sizes "$PRESET" --no-infer \
+    --no-sweep "${RATE_ARGS[@]}" --out "$OUT/perf_train.json"
+  ended $?
+fi
+
+# The step counts: the preset's, or both cut by one factor to fit the budget at the rates of
+# step 1; prints the overrides, one a line (none when the preset's fit).
+plan_steps() {
+  "$PYTHON" - "$OUT/perf_train.json" "$PRESET" "$BUDGET" "$UNIT" <<'PY'
+import json, math, sys
+from pathlib import Path
+from asbsr.config import make_config
+
+rates_file, preset, budget, unit = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+config = make_config(preset)
+steps = {1: config.stage1.steps, 2: config.stage2.steps}
+if not rates_file.exists():
+    sys.exit("no training rates (step 1 did not run): the preset's step counts are used")
+rates = {row["stage"]: row["it_per_s"] for row in json.loads(rates_file.read_text())["training"]
+         if row["size"] == preset}
+seconds = sum(steps[s] / rates[s] for s in (1, 2))
+factor = min(1.0, budget / seconds)
+print(f"preset {preset}: {steps[1]} + {steps[2]} steps at {rates[1]} / {rates[2]} it/s = "
+      f"{seconds:.0f} s of steps; budget {budget:.0f} s -> factor {factor:.3f}", file=sys.stderr)
+if factor < 1:
+    for s in (1, 2):
+        print(f"stage{s}.steps={max(unit, math.floor(steps[s] * factor / unit) * unit)}")
+PY
+}
+
+if wanted 2; then
+  begin 2 "train $PRESET-preset ours within ${BUDGET}s of steps"
+  mapfile -t OVERRIDES < <(plan_steps)
+  echo "overrides: ${OVERRIDES[*]:-none, the step counts of the preset}"
+  TRAIN_ARGS=(--preset "$PRESET" --seeds 0 --methods ours --variants --device "$DEVICE"
+              --work "$WORK" --zoo "$OUT/zoo")
+  ((${#OVERRIDES[@]})) && TRAIN_ARGS+=(--set "${OVERRIDES[@]}")
+  # progress bars every 15 s, one a line
+  TQDM_MININTERVAL=15 timeout -k 15 $((BUDGET + 120)) "$PYTHON" -m asbsr.zoo_train "${TRAIN_ARGS[@]}" \
+    2>&1 | tr '\r' '\n' | grep -v '^$'
+  ended "${PIPESTATUS[0]}"
+fi
+
+if wanted 3; then
+  begin 3 "inference speed"
+  timeout -k 10 100 "$PYTHON" benchmarks/perf.py --device "$DEVICE" --no-train "${INFER_ARGS[@]}" \
+    --out "$OUT/perf_infer.json"
+  ended $?
+fi
+
+echo "== results in $OUT: $(cd "$OUT" && find . -type f | sort | tr '\n' ' ')"
+if ((${#FAILED[@]})); then echo "== gpu_train FAILED: ${FAILED[*]} ($((SECONDS - STARTED))s)"; exit 1; fi
+echo "== gpu_train ok ($((SECONDS - STARTED))s)"
