@@ -49,7 +49,7 @@ def _check_output_path(path: Path) -> None:
 def upscale_command(args: argparse.Namespace) -> int:
     from asbsr.checkpoint import CheckpointError
     from asbsr.data import read_image, save_image
-    from asbsr.zoo import default_model_path, load_model
+    from asbsr.zoo import default_name, load_model, model_path
 
     output = Path(args.output)
     _check_output_path(output)
@@ -75,10 +75,21 @@ def upscale_command(args: argparse.Namespace) -> int:
                          f"{args.max_pixels / 1e6:.0f} MP (raise it with --max-pixels)")
     if args.tile < 0 or (args.chunk is not None and args.chunk < 1):
         raise UsageError("--tile must be >= 0 and --chunk >= 1")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
-    if checkpoint is None:
-        raise UsageError("no --checkpoint given and the model zoo has no default model")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    else:
+        name = args.model or default_name(device.type)
+        if name is None:
+            raise UsageError("no --model or --checkpoint given and the model zoo has no default model")
+        try:
+            checkpoint = model_path(name)
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+        if not args.model and name != default_name("cuda"):
+            print(f"note: on a CPU the default is {name}, sized for one; {default_name('cuda')} scores "
+                  f"higher but is 7-10x slower here (--model {default_name('cuda')} to use it)",
+                  file=sys.stderr)
     # On a CPU 16k queries per pass ran as fast as 64k with half the memory (benchmarks/RESULTS.md)
     chunk = args.chunk or (65536 if device.type == "cuda" else 16384)
     try:
@@ -164,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     how = up.add_mutually_exclusive_group(required=True)
     how.add_argument("--scale", type=_positive_scale, help="upscaling factor, e.g. 3.6")
     how.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="output width and height")
-    up.add_argument("--checkpoint", help="zoo model or stage-2 checkpoint (default: the shipped model)")
+    model = up.add_mutually_exclusive_group()
+    model.add_argument("--model", help="a zoo model by name, e.g. ours-gpu-s0 (default: the zoo's best "
+                       "'ours' model; on a CPU the best one sized for a CPU)")
+    model.add_argument("--checkpoint", help="a zoo file or stage-2 training checkpoint, by path")
     up.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     up.add_argument("--chunk", type=int, help="output pixels per query pass (default: 16384 on a CPU, "
                     "65536 on a GPU; smaller needs less memory)")

@@ -96,11 +96,22 @@ def update_manifest(change: Callable[[dict], None], folder: Path = ZOO_DIR) -> d
     return manifest
 
 
+# Presets whose architecture is sized for a CPU: on a CPU the paper-size model (gpu, paper) spends
+# 7-10x the time per output pixel (~93 vs 9-13 CPU us, benchmarks/RESULTS.md): minutes instead of
+# seconds for a photo on a laptop.
+CPU_SIZED_PRESETS = ("smoke", "cpu")
+
+
 def choose_default(manifest: dict) -> None:
-    """``asbsr upscale``'s default: the "ours" model (paper stage 1) with the best x4 PSNR."""
+    """``asbsr upscale``'s defaults: ``default``, the "ours" model (paper stage 1) with the best
+    x4 PSNR, and ``default_cpu``, the best of those sized for a CPU (used when running on one)."""
     ours = [n for n, e in manifest["models"].items() if e["method"] == "ours" and not e.get("variant")]
+    best = lambda names: max(names, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
     if ours:
-        manifest["default"] = max(ours, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
+        manifest["default"] = best(ours)
+    small = [n for n in ours if manifest["models"][n]["preset"] in CPU_SIZED_PRESETS]
+    if small:
+        manifest["default_cpu"] = best(small)
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
@@ -108,6 +119,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
     os.close(handle)
     try:
         shutil.copyfile(source, temporary)
+        os.chmod(temporary, 0o644)  # as atomic_save: an ordinary file, whatever the source's mode
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -139,6 +151,7 @@ def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
     for entry in [*stage1.values(), *models.values()]:
         if not (source / entry["file"]).is_file():
             raise ValueError(f"{source / entry['file']} is listed in {source / MANIFEST} but missing")
+    target.mkdir(parents=True, exist_ok=True)
     for entry in [*stage1.values(), *models.values()]:
         _copy_atomic(source / entry["file"], target / entry["file"])
 
@@ -214,9 +227,24 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
     return model.to(device or "cpu"), config
 
 
-def default_model_path(folder: Path = ZOO_DIR) -> Path | None:
-    name = read_manifest(folder).get("default")
-    return Path(folder) / read_manifest(folder)["models"][name]["file"] if name else None
+def default_name(device_type: str = "cuda", folder: Path = ZOO_DIR) -> str | None:
+    """The zoo's default model for a device: on a CPU the best CPU-sized one (``default_cpu``),
+    elsewhere the best overall (``default``)."""
+    manifest = read_manifest(folder)
+    return (device_type == "cpu" and manifest.get("default_cpu")) or manifest.get("default")
+
+
+def model_path(name: str, folder: Path = ZOO_DIR) -> Path:
+    """The file of the zoo model ``name``; ``KeyError`` naming the models held if unknown."""
+    models = read_manifest(folder)["models"]
+    if name not in models:
+        raise KeyError(f"no model {name!r} in the zoo; it holds: {', '.join(sorted(models)) or 'nothing'}")
+    return Path(folder) / models[name]["file"]
+
+
+def default_model_path(device_type: str = "cuda", folder: Path = ZOO_DIR) -> Path | None:
+    name = default_name(device_type, folder)
+    return model_path(name, folder) if name else None
 
 
 def find_stage1(config: Config, folder: Path = ZOO_DIR) -> Path | None:

@@ -42,7 +42,7 @@ if [[ "$DRY" == 1 ]]; then
   RATE_ARGS=(--warmup 1 --steps 3)
   INFER_ARGS=(--sizes smoke --inputs 48 --scales 2 --sweep-input 32 --sweep-repeats 1 --in-process)
 else
-  PRESET=gpu DEVICE=cuda BUDGET="${GPU_TRAIN_BUDGET:-200}" UNIT=500
+  PRESET=gpu DEVICE=cuda BUDGET="${GPU_TRAIN_BUDGET:-300}" UNIT=250
   RATE_ARGS=(--warmup 5 --steps 20)
   INFER_ARGS=(--sizes gpu,cpu --inputs 256,512 --scales 2,4 --sweep-input 256 --sweep-scale 4)
 fi

@@ -235,3 +235,27 @@ def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, 
     assert f"{reference['x2']['psnr']:.2f} / {reference['x2']['ssim']:.4f}" in bicubic
     assert main(["scores", "--zoo", str(tmp_path), "nothing-s9"]) == 2
     assert "not in the zoo: nothing-s9; it holds: ours-smoke-s0" in capsys.readouterr().err
+
+
+def test_default_model_follows_the_device_and_model_picks_any_zoo_model(images, tmp_path, capsys):
+    """On a CPU the shipped zoo's default is its best CPU-sized "ours"; ``--model`` takes any
+    zoo model by name (here the paper-size one, which loads and runs on a CPU too)."""
+    from asbsr.zoo import default_name, read_manifest
+
+    manifest = read_manifest()
+    out = tmp_path / "out.png"
+    assert main(["upscale", str(images / "rgb.png"), str(out), "--scale", "2", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    cpu_name = default_name("cpu")
+    assert manifest["models"][cpu_name]["preset"] == "cpu"
+    assert f"with {manifest['models'][cpu_name]['file']} on cpu" in captured.out
+    if cpu_name != default_name("cuda"):  # a better paper-size model exists: the note says so
+        assert f"--model {default_name('cuda')}" in captured.err
+        assert main(["upscale", str(images / "rgb.png"), str(out), "--scale", "1.5", "--device", "cpu",
+                     "--model", default_name("cuda")]) == 0
+        captured = capsys.readouterr()
+        assert f"with {manifest['models'][default_name('cuda')]['file']} on cpu" in captured.out
+        assert "note:" not in captured.err and Image.open(out).size == (36, 30)
+    line = refused(["upscale", images / "rgb.png", tmp_path / "other.png", "--scale", "2",
+                    "--model", "nothing-s9"], capsys, tmp_path / "other.png")
+    assert "no model 'nothing-s9' in the zoo; it holds: " in line and cpu_name in line

@@ -95,6 +95,44 @@ def test_without_a_gpu_the_real_check_fails_loudly(tmp_path):
     assert "== gpu_check: stopping" in done.stdout
 
 
+# ------------------------------------------------------------------- gpu_train.sh
+
+GPU_TRAIN = ROOT / "scripts" / "gpu_train.sh"
+
+
+def test_gpu_train_dry_run_fits_the_budget_and_returns_a_mergeable_zoo(tmp_path):
+    out = tmp_path / "out"
+    environment = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_TRAIN_DRY_RUN="1")
+    environment.pop("PYTHONPATH", None)
+    # ~45 s on a quiet 2-core machine
+    done = subprocess.run(["bash", str(GPU_TRAIN)], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    for number, name in ((1, "training rates"), (2, "train smoke-preset ours"), (3, "inference speed")):
+        assert re.search(rf"^== step {number}: {name}.* ok \(\d+s\)$", done.stdout, re.M), number
+    # the dry run's 4-second budget cannot hold the smoke preset's 30 + 60 steps: both are cut
+    cut = re.search(r"^overrides: stage1.steps=(\d+) stage2.steps=(\d+)$", done.stdout, re.M)
+    assert cut and 10 <= int(cut[1]) < 30 and 10 <= int(cut[2]) < 60
+    # what comes back: at most 8 plain files, at most 2 folders down, simply named
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files[:3] == ["gpu_train.log", "perf_infer.json", "perf_train.json"]
+    assert len(files) <= 8 and "zoo/MANIFEST.json" in files and "zoo/ours-smoke-s0.pt" in files
+    assert all(re.fullmatch(r"([A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+", name) for name in files)
+    # merged into another zoo, the model is found by its config and loads
+    import torch
+
+    from asbsr.config import make_config, method_config
+    from asbsr.zoo import find_model, load_model, merge_zoo, read_manifest
+
+    entry = read_manifest(out / "zoo")["models"]["ours-smoke-s0"]
+    assert entry["steps"] == int(cut[2]) and "--set stage1.steps=" in entry["command"]
+    assert merge_zoo(out / "zoo", tmp_path / "zoo")[-1] == "ours-smoke-s0"
+    config = make_config("smoke", {"stage1.steps": int(cut[1]), "stage2.steps": int(cut[2])})
+    found = find_model(method_config(config, "ours"), tmp_path / "zoo")
+    model, _ = load_model(found)
+    assert model.upscale(torch.rand(1, 3, 24, 24), scale=2).shape == (1, 3, 48, 48)
+
+
 # ------------------------------------------------------------------- the wheel list
 
 def script_array(name: str) -> list[str]:

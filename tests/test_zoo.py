@@ -118,3 +118,62 @@ def test_manifest_updates_from_two_writers_keep_both(tmp_path):
     update_manifest(lambda m: m["models"].__setitem__("a", {"method": "lte"}), tmp_path)
     update_manifest(lambda m: m["models"].__setitem__("b", {"method": "lte"}), tmp_path)
     assert sorted(read_manifest(tmp_path)["models"]) == ["a", "b"]
+
+
+def _zoo_with(folder, models: dict, stage1: dict, reference=None):
+    """A zoo folder whose manifest lists ``models`` / ``stage1`` and holds a small file for each."""
+    manifest = read_manifest(folder)
+    manifest["stage1"].update(stage1)
+    manifest["models"].update(models)
+    if reference:
+        manifest["reference"] = reference
+    write_manifest(manifest, folder)
+    for entry in [*models.values(), *stage1.values()]:
+        (folder / entry["file"]).write_bytes(entry["file"].encode())
+    return folder
+
+
+def _ours(name, key, stage1, x4):
+    return {name: {"file": f"{name}.pt", "method": "ours", "variant": None, "key": key,
+                   "preset": name.split("-")[1], "stage1": stage1, "scores": {"x4": {"psnr": x4}}}}
+
+
+def test_merge_adds_new_models_once_and_picks_the_best_default(tmp_path):
+    from asbsr.zoo import merge_zoo
+
+    here = _zoo_with(tmp_path / "here", _ours("ours-cpu-s0", "cpu-a", "cpu-s1", 28.9),
+                     {"cpu-s1": {"file": "stage1-cpu-s1.pt"}}, {"bicubic": {"x4": 27.3}})
+    there = _zoo_with(tmp_path / "there",
+                      {**_ours("ours-gpu-s0", "gpu-b", "gpu-s1", 29.0),
+                       **_ours("ours-cpu-s0", "cpu-a", "cpu-s1", 28.9)},
+                      {"gpu-s1": {"file": "stage1-gpu-s1.pt"}}, {"bicubic": {"x4": 27.3}})
+    assert merge_zoo(there, here) == ["stage1-gpu-s1.pt", "ours-gpu-s0"]
+    manifest = read_manifest(here)
+    assert sorted(manifest["models"]) == ["ours-cpu-s0", "ours-gpu-s0"]
+    assert manifest["default"] == "ours-gpu-s0"  # the better x4 PSNR
+    assert manifest["default_cpu"] == "ours-cpu-s0"  # the best one sized for a CPU
+    assert (here / "ours-gpu-s0.pt").read_bytes() == b"ours-gpu-s0.pt"
+    assert (here / "stage1-gpu-s1.pt").stat().st_mode & 0o777 == 0o644
+    assert merge_zoo(there, here) == []  # nothing new the second time
+    assert not list(here.glob("*.tmp"))
+
+
+def test_merge_refuses_a_name_with_another_config_and_a_missing_file(tmp_path):
+    from asbsr.zoo import merge_zoo
+
+    here = _zoo_with(tmp_path / "here", _ours("ours-gpu-s0", "gpu-old", "gpu-s1", 29.0),
+                     {"gpu-s1": {"file": "stage1-gpu-s1.pt"}})
+    before = read_manifest(here)
+    other = _zoo_with(tmp_path / "other", _ours("ours-gpu-s0", "gpu-new", "gpu-s1", 29.5),
+                      {"gpu-s1": {"file": "stage1-gpu-s1.pt"}})
+    with pytest.raises(ValueError, match=r"ours-gpu-s0: .* with gpu-new \(another config under the same name\)"):
+        merge_zoo(other, here)
+    orphan = _zoo_with(tmp_path / "orphan", _ours("ours-gpu-s1", "gpu-c", "gpu-s9", 29.5), {})
+    with pytest.raises(ValueError, match="stage-1 run gpu-s9 is in neither zoo"):
+        merge_zoo(orphan, here)
+    lost = _zoo_with(tmp_path / "lost", _ours("ours-gpu-s2", "gpu-d", "gpu-s1", 29.5), {})
+    (lost / "ours-gpu-s2.pt").unlink()
+    with pytest.raises(ValueError, match="listed in .* but missing"):
+        merge_zoo(lost, here)
+    assert read_manifest(here) == before
+    assert sorted(p.name for p in here.iterdir()) == ["MANIFEST.json", "ours-gpu-s0.pt", "stage1-gpu-s1.pt"]
