@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check of asbsr, for a session that is lent a GPU machine (H100 / H200, Python 3.12,
-# torch, no network, no Jupyter stack). Four phases, each announced by a `== phase N: ...` line
-# and closed by `== phase N: ... ok (Xs)`, `FAILED (...)` or `skipped (...)`:
+# The GPU check of asbsr, for a GPU machine without network access and without a Jupyter stack
+# (e.g. an H100 / H200 image with Python 3.12 and torch). Four phases, each announced by a
+# `== phase N: ...` line and closed by `== phase N: ... ok (Xs)`, `FAILED (...)` or `skipped (...)`:
 #
 #   1  wheels: install .whl/*.whl into $SITE (no index, no deps), put the repository root and
 #      $SITE on PYTHONPATH, import the Jupyter stack, check the wheels' requirements against
@@ -12,14 +12,13 @@
 #      `timeout $GPU_CHECK_PIPELINE_TIMEOUT` (300 s); the run folder is packed into $OUT
 #   4  perf: benchmarks/perf.py on the GPU -> $OUT/perf.json
 #
-# Before the session that has the GPU (here, with network):
+# Beforehand, on a machine with network access:
 #   bash scripts/make_wheelhouse.sh        # .whl/, ~21 MiB, ignored through .git/info/exclude
-#   (or --lean, ~9 MiB, if the working tree has grown: the 64 MiB limit counts both)
+#   (or --lean, ~9 MiB: a copy of the working tree plus the wheels of 64 MiB at most is the
+#   budget this kit keeps to; today's tree is 51 MiB, so --lean)
 #
-# Then one call of the device tool (its `run`), from the repository root:
-#   command:   bash scripts/gpu_check.sh
-#   carry:     [".whl"]
-#   timeout_s: 600
+# Then on the GPU machine, from the repository root (with .whl/ copied along; allow 10 minutes):
+#   bash scripts/gpu_check.sh
 # Phase 3 loads what the zoo holds at the gpu preset and trains the rest (so far the zoo has only
 # ours-gpu-s0; the rest would take ~55 minutes on an H100, README), so with today's zoo it stops
 # at its limit and packs what it finished; GPU_CHECK_PIPELINE_ARGS="--preset smoke" checks the
@@ -27,11 +26,11 @@
 # Expected about 8 minutes: phase 1 ~20 s, phase 2 ~30-60 s, phase 3 up to 300 s, phase 4 up to
 # 180 s (their limits add up to about 10 minutes, and the run folder is packed right after
 # phase 3, so a call cut off at 600 s still brings back phases 1-3 and the log). With the
-# machine's start, that spends most of a session's 15 device minutes: give_back right after.
+# machine's start, plan about 10 minutes of GPU time.
 # To rerun only some phases (phase 1 is needed before 3, as every machine starts bare), e.g.
 # after fixing the pipeline:
-#   command:   GPU_CHECK_PHASES="1 3" GPU_CHECK_PIPELINE_TIMEOUT=240 bash scripts/gpu_check.sh
-# What comes back under $OUT (at most 8 files, each below 16 MiB, no sub-folders):
+#   GPU_CHECK_PHASES="1 3" GPU_CHECK_PIPELINE_TIMEOUT=240 bash scripts/gpu_check.sh
+# What it leaves in $OUT (at most 8 files, each below 16 MiB, no sub-folders: easy to copy back):
 #   gpu_check.log       everything printed
 #   smoke.json          phase 2's readings
 #   run.tar.gz          phase 3: metrics.json, metrics/, figures/, tables/
@@ -51,7 +50,7 @@
 #   GPU_CHECK_PERF_TIMEOUT       seconds for phase 4 (default 180)
 #   GPU_CHECK_PERF_ARGS          arguments for perf.py (default: none on a GPU; a smoke set
 #                                in a dry run)
-#   OUT                          where results go (the device tool sets it; else a new temp folder)
+#   OUT                          where results go (default: a new temp folder)
 #   PYTHON                       the interpreter (default python3: the device's torch venv)
 #   SITE                         where the wheels go (default /tmp/site; a temp folder in a dry run)
 #   RUN_DIR                      the pipeline's run folder (default: a temp folder, removed at

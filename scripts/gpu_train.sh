@@ -1,31 +1,29 @@
 #!/usr/bin/env bash
-# Train the `gpu`-preset "ours" model (the paper's architecture) on a lent GPU machine, within a
-# time budget, into a zoo folder that comes back and is merged into asbsr/zoo here; and measure
-# the GPU's training and inference speed on the way. No wheels needed: only torch, numpy,
-# scikit-image, tqdm and matplotlib, which that machine has.
+# Train the `gpu`-preset "ours" model (the paper's architecture) on a CUDA machine, within a time
+# budget, into a zoo folder to merge into asbsr/zoo; and measure the GPU's training and inference
+# speed on the way. No Jupyter stack needed: torch, numpy, scikit-image, tqdm and matplotlib.
 #
-# One call of the device tool, from the repository root:
-#   command:   bash scripts/gpu_train.sh
-#   timeout_s: 520
+# From the repository root (allow it 10 minutes):
+#   bash scripts/gpu_train.sh
+# Measured on one H100 (benchmarks/RESULTS.md): 259 s with steps 1 and 2.
 # Three steps, each announced by `== step N: ...` and closed by `ok (Xs)` or `FAILED (...)`:
 #   1  rates: benchmarks/perf.py times both training stages at the preset's size
 #      (5 warm-up + 20 timed steps each) -> $OUT/perf_train.json
-#   2  train: the step counts are the preset's if they fit GPU_TRAIN_BUDGET seconds (200) at the
-#      measured rates, else both stages are cut by one factor (keeping their 1:2 ratio), rounded
-#      down to multiples of 500 steps; then `python -m asbsr.zoo_train --preset gpu --seeds 0
+#   2  train: the step counts are the preset's if they fit GPU_TRAIN_BUDGET seconds (300) at the
+#      measured rates, else both stages are cut by one factor (keeping their ratio), rounded
+#      down to multiples of 250 steps; then `python -m asbsr.zoo_train --preset gpu --seeds 0
 #      --methods ours` with those counts as overrides -> $OUT/zoo/ (MANIFEST.json, the stage-1
 #      file, ours-gpu-s0.pt, the validation scores in the manifest)
 #   3  inference: benchmarks/perf.py, whole-image inference and the sweep -> $OUT/perf_infer.json
-# Expected about 6 minutes: 1 ~40 s (at most 90), 2 ~4-5 min (at most the budget + 120 s), 3 at
-# most 100 s. Everything printed also lands in
-# $OUT/gpu_train.log. Back here:
+# Limits: 1 at most 90 s, 2 at most the budget + 60 s, 3 at most 100 s (550 s together).
+# Everything printed also lands in $OUT/gpu_train.log. Then, on the machine with the checkout:
 #   python -m asbsr.zoo_train --merge <the fetched folder>/zoo      (adds the model to asbsr/zoo)
 #
 # Environment:
 #   GPU_TRAIN_DRY_RUN=1       CPU rehearsal at the smoke size (tests/test_gpu_kit.py runs it)
-#   GPU_TRAIN_BUDGET          seconds of training steps to fit (default 200; dry run 4)
+#   GPU_TRAIN_BUDGET          seconds of training steps to fit (default 300; dry run 4)
 #   GPU_TRAIN_STEPS           which steps to run (default "1 2 3")
-#   OUT                       where results go (the device tool sets it; else a new temp folder)
+#   OUT                       where results go (default: a new temp folder)
 #   PYTHON                    the interpreter (default python3)
 set -uo pipefail
 
@@ -111,8 +109,8 @@ if wanted 2; then
   TRAIN_ARGS=(--preset "$PRESET" --seeds 0 --methods ours --variants --device "$DEVICE"
               --work "$WORK" --zoo "$OUT/zoo")
   ((${#OVERRIDES[@]})) && TRAIN_ARGS+=(--set "${OVERRIDES[@]}")
-  # progress bars every 15 s, one a line
-  TQDM_MININTERVAL=15 timeout -k 15 $((BUDGET + 120)) "$PYTHON" -m asbsr.zoo_train "${TRAIN_ARGS[@]}" \
+  # the progress bars one a line, readable in the log
+  timeout -k 15 $((BUDGET + 60)) "$PYTHON" -m asbsr.zoo_train "${TRAIN_ARGS[@]}" \
     2>&1 | tr '\r' '\n' | grep -v '^$'
   ended "${PIPESTATUS[0]}"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build .whl/: the Python wheels that the papermill pipeline needs on the lent GPU machine
+# Build .whl/: the Python wheels that the papermill pipeline needs on an offline GPU machine
 # beyond what that machine's image already holds.
 #
 #   bash scripts/make_wheelhouse.sh           download (PyPI), check, replace .whl/, print its size

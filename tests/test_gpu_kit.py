@@ -57,7 +57,7 @@ def test_dry_run_returns_what_the_device_tool_can_fetch(dry_run):
     done, out = dry_run
     files = sorted(p.name for p in out.iterdir())
     assert files == ["gpu_check.log", "notebooks.tar.gz", "perf.json", "run.tar.gz", "smoke.json"]
-    # The device tool brings back at most 8 plain files of at most 16 MiB, simply named.
+    # What the kit leaves to copy back: at most 8 plain files of at most 16 MiB, simply named.
     assert all(p.is_file() and p.stat().st_size < 16 * 2 ** 20 for p in out.iterdir())
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in files)
     assert "== phase 4" in (out / "gpu_check.log").read_text()
