@@ -127,13 +127,14 @@ def scores_command(args: argparse.Namespace) -> int:
     import tempfile
 
     from asbsr.benchmark import bicubic_upscaler, model_upscaler
-    from asbsr.zoo import ZOO_DIR, load_model, read_manifest
+    from asbsr.zoo import ZOO_DIR, default_name, load_model, read_manifest
     from asbsr.zoo_train import VALIDATION_SCALES, validation_scores
 
     zoo = Path(args.zoo) if args.zoo else ZOO_DIR
     manifest = read_manifest(zoo)
     available = sorted(manifest["models"])
-    names = available if args.all else (args.models or [manifest.get("default")])
+    device_type = torch.device(args.device).type
+    names = available if args.all else (args.models or [default_name(device_type, zoo)])
     unknown = [n for n in names if n not in manifest["models"]]
     if not available or unknown:
         raise UsageError(f"not in the zoo: {', '.join(map(str, unknown)) or 'any model'}; "
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refuse outputs larger than this many pixels")
     up.set_defaults(handler=upscale_command)
     scores = commands.add_parser("scores", help="zoo models vs bicubic on the validation photos")
-    scores.add_argument("models", nargs="*", help="zoo model names (default: the default model)")
+    scores.add_argument("models", nargs="*", help="zoo model names (default: the default model for --device)")
     scores.add_argument("--all", action="store_true", help="every model the zoo holds")
     scores.add_argument("--zoo", help="zoo folder (default: the shipped one)")
     scores.add_argument("--cache", help="keep the degraded validation images here")

@@ -235,6 +235,10 @@ def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, 
     assert f"{reference['x2']['psnr']:.2f} / {reference['x2']['ssim']:.4f}" in bicubic
     assert main(["scores", "--zoo", str(tmp_path), "nothing-s9"]) == 2
     assert "not in the zoo: nothing-s9; it holds: ours-smoke-s0" in capsys.readouterr().err
+    # no name: the default for the device, here the CPU's (the overall one is not even present)
+    update_manifest(lambda m: m.update(default="nothing-gpu-s0", default_cpu="ours-smoke-s0"), tmp_path)
+    assert main(["scores", "--zoo", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    assert "| ours-smoke-s0 |" in capsys.readouterr().out
 
 
 def test_default_model_follows_the_device_and_model_picks_any_zoo_model(images, tmp_path, capsys):
