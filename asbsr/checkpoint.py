@@ -15,10 +15,11 @@ changing a hyperparameter trains anew.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -40,20 +41,28 @@ def checkpoint_path(folder: str | os.PathLike, config: Config, stage: int) -> Pa
     return Path(folder) / f"stage{stage}-{stage_key(config, stage)}.pt"
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it: a crash mid-write
-    leaves the previous file intact and no partial file behind."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the ``with`` block to write; renamed over ``path``
+    when the block succeeds, removed when it fails: a crash mid-write leaves the previous file
+    intact and no partial file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
+        yield Path(temporary)
         os.chmod(temporary, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

@@ -86,10 +86,10 @@ def upscale_command(args: argparse.Namespace) -> int:
             checkpoint = model_path(name)
         except KeyError as error:
             raise UsageError(error.args[0]) from None
-        if not args.model and name != default_name("cuda"):
-            print(f"note: on a CPU the default is {name}, sized for one; {default_name('cuda')} scores "
-                  f"higher but is 7-10x slower here (--model {default_name('cuda')} to use it)",
-                  file=sys.stderr)
+        best = default_name("cuda")
+        if not args.model and name != best:
+            print(f"note: on a CPU the default is {name}, sized for one; {best} scores higher but "
+                  f"is 7-10x slower here (--model {best} to use it)", file=sys.stderr)
     # On a CPU 16k queries per pass ran as fast as 64k with half the memory (benchmarks/RESULTS.md)
     chunk = args.chunk or (65536 if device.type == "cuda" else 16384)
     try:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,7 +27,8 @@ except ImportError:  # pragma: no cover - Windows: one process at a time
     fcntl = None
 
 from asbsr.checkpoint import (
-    FORMAT, CheckpointError, atomic_save, checkpoint_config, load_checkpoint, load_state, stage_key,
+    FORMAT, CheckpointError, atomic_path, atomic_save, checkpoint_config, load_checkpoint, load_state,
+    stage_key,
 )
 from asbsr.config import Config, to_dict
 from asbsr.models.blind import BlindSR
@@ -114,18 +114,6 @@ def choose_default(manifest: dict) -> None:
         manifest["default_cpu"] = best(small)
 
 
-def _copy_atomic(source: Path, target: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temporary)
-        os.chmod(temporary, 0o644)  # as atomic_save: an ordinary file, whatever the source's mode
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
     """Add the stage-1 runs and models of the zoo folder ``source`` (trained elsewhere, e.g. on a
     GPU machine) to ``target``; returns the names added.
@@ -151,9 +139,9 @@ def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
     for entry in [*stage1.values(), *models.values()]:
         if not (source / entry["file"]).is_file():
             raise ValueError(f"{source / entry['file']} is listed in {source / MANIFEST} but missing")
-    target.mkdir(parents=True, exist_ok=True)
     for entry in [*stage1.values(), *models.values()]:
-        _copy_atomic(source / entry["file"], target / entry["file"])
+        with atomic_path(target / entry["file"]) as temporary:
+            shutil.copyfile(source / entry["file"], temporary)
 
     def record(manifest):
         manifest["stage1"].update(stage1)
