@@ -70,17 +70,9 @@ if [[ "$DRY" == 1 ]]; then SITE="${SITE:-$WORK/site}"; else SITE="${SITE:-/tmp/s
 RUN_DIR="${RUN_DIR:-$WORK/run}"
 mkdir -p "$OUT"
 
-# Everything printed also lands in $OUT/gpu_check.log.
-exec > >(tee "$OUT/gpu_check.log") 2>&1
-TEE_PID=$!
-finish() {
-  local code=$?
-  rm -rf "$WORK"
-  exec 1>&- 2>&-
-  wait "$TEE_PID" 2>/dev/null
-  exit "$code"
-}
-trap finish EXIT
+# Everything printed also lands in $OUT/gpu_check.log; $WORK goes at the end.
+source scripts/tee_log.sh
+tee_log "$OUT/gpu_check.log" "$WORK"
 
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 # The dry run's smoke sizes are faster on one thread, above all on a shared 2-core machine.

@@ -46,16 +46,8 @@ else
   INFER_ARGS=(--sizes gpu,cpu --inputs 256,512 --scales 2,4 --sweep-input 256 --sweep-scale 4)
 fi
 mkdir -p "$OUT"
-exec > >(tee "$OUT/gpu_train.log") 2>&1
-TEE_PID=$!
-finish() {
-  local code=$?
-  rm -rf "$WORK" "$OUT/zoo/.MANIFEST.lock"
-  exec 1>&- 2>&-
-  wait "$TEE_PID" 2>/dev/null
-  exit "$code"
-}
-trap finish EXIT
+source scripts/tee_log.sh
+tee_log "$OUT/gpu_train.log" "$WORK" "$OUT/zoo/.MANIFEST.lock"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 STARTED=$SECONDS FAILED=()
