@@ -11,9 +11,9 @@
 #      (5 warm-up + 20 timed steps each) -> $OUT/perf_train.json
 #   2  train: the step counts are the preset's if they fit GPU_TRAIN_BUDGET seconds (300) at the
 #      measured rates, else both stages are cut by one factor (keeping their ratio), rounded
-#      down to multiples of 250 steps; then `python -m asbsr.zoo_train --preset gpu --seeds 0
-#      --methods ours` with those counts as overrides -> $OUT/zoo/ (MANIFEST.json, the stage-1
-#      file, ours-gpu-s0.pt, the validation scores in the manifest)
+#      down to multiples of 250 steps (asbsr/step_budget.py); then `python -m asbsr.zoo_train
+#      --preset gpu --seeds 0 --methods ours` with those counts as overrides -> $OUT/zoo/
+#      (MANIFEST.json, the stage-1 file, ours-gpu-s0.pt, the validation scores in the manifest)
 #   3  inference: benchmarks/perf.py, whole-image inference and the sweep -> $OUT/perf_infer.json
 # Limits: 1 at most 90 s, 2 at most the budget + 60 s, 3 at most 100 s (550 s together).
 # Everything printed also lands in $OUT/gpu_train.log. Then, on the machine with the checkout:
@@ -22,6 +22,9 @@
 # Environment:
 #   GPU_TRAIN_DRY_RUN=1       CPU rehearsal at the smoke size (tests/test_gpu_kit.py runs it)
 #   GPU_TRAIN_BUDGET          seconds of training steps to fit (default 300; dry run 4)
+#   GPU_TRAIN_RATES           training rates for step 2's plan instead of step 1's measured ones,
+#                             it/s per stage, e.g. "1=2.5,2=1.0" (step 1 still runs); the dry-run
+#                             test sets them so that its cut does not depend on the machine's speed
 #   GPU_TRAIN_STEPS           which steps to run (default "1 2 3")
 #   OUT                       where results go (default: a new temp folder)
 #   PYTHON                    the interpreter (default python3)
@@ -59,6 +62,7 @@ ended() {
 wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 
 echo "gpu_train: dry_run=$DRY preset=$PRESET device=$DEVICE budget=${BUDGET}s out=$OUT"
+[[ -n "${GPU_TRAIN_RATES:-}" ]] && echo "gpu_train: step 2 plans with GPU_TRAIN_RATES=$GPU_TRAIN_RATES it/s"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
 '| cuda', torch.version.cuda, torch.cuda.is_available())"
@@ -71,28 +75,11 @@ if wanted 1; then
 fi
 
 # The step counts: the preset's, or both cut by one factor to fit the budget at the rates of
-# step 1; prints the overrides, one a line (none when the preset's fit).
+# step 1 (or GPU_TRAIN_RATES); prints the overrides, one a line (none when the preset's fit).
 plan_steps() {
-  "$PYTHON" - "$OUT/perf_train.json" "$PRESET" "$BUDGET" "$UNIT" <<'PY'
-import json, math, sys
-from pathlib import Path
-from asbsr.config import make_config
-
-rates_file, preset, budget, unit = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-config = make_config(preset)
-steps = {1: config.stage1.steps, 2: config.stage2.steps}
-if not rates_file.exists():
-    sys.exit("no training rates (step 1 did not run): the preset's step counts are used")
-rates = {row["stage"]: row["it_per_s"] for row in json.loads(rates_file.read_text())["training"]
-         if row["size"] == preset}
-seconds = sum(steps[s] / rates[s] for s in (1, 2))
-factor = min(1.0, budget / seconds)
-print(f"preset {preset}: {steps[1]} + {steps[2]} steps at {rates[1]} / {rates[2]} it/s = "
-      f"{seconds:.0f} s of steps; budget {budget:.0f} s -> factor {factor:.3f}", file=sys.stderr)
-if factor < 1:
-    for s in (1, 2):
-        print(f"stage{s}.steps={max(unit, math.floor(steps[s] * factor / unit) * unit)}")
-PY
+  local rates=(--rates-file "$OUT/perf_train.json")
+  [[ -n "${GPU_TRAIN_RATES:-}" ]] && rates=(--rates "$GPU_TRAIN_RATES")
+  "$PYTHON" -m asbsr.step_budget --preset "$PRESET" --budget "$BUDGET" --unit "$UNIT" "${rates[@]}"
 }
 
 if wanted 2; then
