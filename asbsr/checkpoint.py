@@ -23,7 +23,9 @@ from typing import Any, Iterator
 
 import torch
 
-from asbsr.config import STAGE1_SECTIONS, STAGE2_SECTIONS, Config, config_hash, from_dict
+from asbsr.config import (
+    STAGE1_FREE_SECTIONS, STAGE1_SECTIONS, STAGE2_SECTIONS, Config, config_hash, from_dict,
+)
 
 FORMAT = "asbsr-v1"
 
@@ -32,8 +34,19 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot serve the request: unreadable, or made by another config."""
 
 
+def uses_stage1(config: Config) -> bool:
+    """Whether a stage-2 model reads E or M: modulated by E, deblurred with M's kernel, or
+    trained with the cycle loss (M's kernel). The others (LTE, LIIF, MetaSR, SRNO) train the
+    same weights whatever the stage 1, so their key leaves the stage-1 sections out and a new
+    stage 1 does not make them stale."""
+    return bool(config.model.modulation or config.model.deblur or config.stage2.cycle_weight > 0)
+
+
 def stage_key(config: Config, stage: int) -> str:
-    sections = STAGE1_SECTIONS if stage == 1 else STAGE2_SECTIONS
+    if stage == 1:
+        sections = STAGE1_SECTIONS
+    else:
+        sections = STAGE2_SECTIONS if uses_stage1(config) else STAGE1_FREE_SECTIONS
     return f"{config.preset}-{config_hash(config, sections)}"
 
 

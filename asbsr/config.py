@@ -59,8 +59,15 @@ class EncoderConfig:
 
     input: str = "haar"  # "haar": 9 high-frequency Haar bands (the paper); "rgb": DASR-style
     dim: int = 256  # width of the implicit degradation representation
-    kernel_target: str = "lr"  # "lr": k_l of Eq. 4 (the paper); "hr": k_h (the Fig. 4 study)
-    kernel_loss_weight: float = 1.0  # weight of L_k in L_cl + L_k; 0 trains E with L_cl alone
+    # "lr": k_l of Eq. 4 (the paper); "hr": k_h (the Fig. 4 study); "lr_gaussian": k_h with both
+    # standard deviations divided by s, the LR-space kernel if blur and resampling commuted
+    kernel_target: str = "lr"
+    kernel_loss_weight: float = 1.0  # w in L_k = mean(w |k̂ - k|); 0 trains E with L_cl alone
+    kernel_positive_weight: float = 1.0  # w is multiplied by this where k > 0 (authors': 2)
+    projector_bias: bool = False  # a bias in the projector's last Linear (the authors' has none)
+    # divide E's input by the patch's standard deviation (not in the paper): bands that measure
+    # the share of the patch's contrast in its finest details, whatever the photo's contrast
+    normalise: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,13 @@ class Stage1Config:
     patch_size: int = 48  # LR patch side
     steps: int = 300
     lr: float = 1e-3  # Adam
+    schedule: str = "constant"  # "constant" (the authors') or "cosine" to 0
     checkpoint_every: int = 100
+    # Eq. 4's k_l is computed on a target_context x target_context LR region around the first
+    # patch (0: on the patch itself, as the authors do), its borders tapered over target_taper
+    # pixels: the degradation is the same everywhere, and more pixels mean a less noisy target.
+    target_context: int = 0
+    target_taper: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,7 @@ class ModelConfig:
     mlp: tuple[int, ...] = (128, 128)  # hidden layers of the decoding MLP
     local_ensemble: bool = False
     modulation: bool = True
+    modulation_slope: float = 0.01  # LeakyReLU inside the modulation (the authors': 0.01)
     deblur: bool = False
 
 
@@ -233,9 +247,16 @@ def validate(config: Config) -> None:
 
     need(config.preset in PRESETS, f"preset must be one of {PRESETS}, got {config.preset!r}")
     need(config.encoder.input in ("haar", "rgb"), "encoder.input must be 'haar' or 'rgb'")
-    need(config.encoder.kernel_target in ("lr", "hr"), "encoder.kernel_target must be 'lr' or 'hr'")
+    need(config.encoder.kernel_target in ("lr", "hr", "lr_gaussian"),
+         "encoder.kernel_target must be 'lr', 'hr' or 'lr_gaussian'")
+    need(config.encoder.kernel_loss_weight >= 0 and config.encoder.kernel_positive_weight > 0,
+         "encoder.kernel_loss_weight must be >= 0 and encoder.kernel_positive_weight > 0")
+    need(config.stage1.target_context == 0 or config.stage1.target_context >= config.stage1.patch_size,
+         "stage1.target_context must be 0 or at least stage1.patch_size")
+    need(0 <= config.stage1.target_taper, "stage1.target_taper must be >= 0")
     need(config.model.head in ("lte", "liif", "metasr", "srno"),
          "model.head must be one of lte, liif, metasr, srno")
+    need(config.stage1.schedule in ("constant", "cosine"), "stage1.schedule must be 'constant' or 'cosine'")
     need(config.stage2.schedule in ("cosine", "step"), "stage2.schedule must be 'cosine' or 'step'")
     need(all(k % 2 == 1 and k >= 1 for k in config.degradation.kernel_sizes),
          "degradation.kernel_sizes must be odd positive integers")
@@ -260,15 +281,33 @@ def to_dict(config: Config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+# Keys added after checkpoints and zoo models were first written, each with the value that
+# reproduces what the code did before the key existed. A stored config that lacks such a key
+# was made with that value (``from_dict`` fills it in, so an old model is never reinterpreted
+# under a newer default), and a key holding that value is left out of ``config_hash`` (so
+# adding a key does not rename every checkpoint made before).
+LEGACY_VALUES: dict[str, Any] = {
+    "encoder.kernel_positive_weight": 1.0,
+    "stage1.target_context": 0,
+    "stage1.target_taper": 0,
+    "model.modulation_slope": 0.1,
+    "encoder.projector_bias": True,
+    "encoder.normalise": False,
+    "stage1.schedule": "constant",
+}
+
+
 def from_dict(data: Mapping[str, Any]) -> Config:
     """Inverse of ``to_dict``; unknown keys raise ``ValueError`` (e.g. a checkpoint from a
-    newer or older layout)."""
+    newer layout). Keys of ``LEGACY_VALUES`` that ``data`` lacks get their legacy value."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
+    for key, value in LEGACY_VALUES.items():
+        flat.setdefault(key, value)
     preset = flat.pop("preset", "cpu")
     return override(Config(preset=preset), flat)
 
@@ -283,8 +322,16 @@ def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
     ``WEIGHTS_VERSION``).
 
     Checkpoints are keyed by it, so that changing a hyperparameter never reuses a stale model.
+    Values that cannot change the weights are left out: a ``LEGACY_VALUES`` key at its legacy
+    value, and the modulation's slope when there is no modulation.
     """
     data = to_dict(config)
+    for key, value in LEGACY_VALUES.items():
+        section, name = key.split(".")
+        if data[section][name] == json.loads(json.dumps(value)):
+            del data[section][name]
+    if not config.model.modulation:  # the slope of a modulation that is not there changes nothing
+        data["model"].pop("modulation_slope", None)
     if sections is not None:
         data = {k: data[k] for k in sections}
     data["weights_version"] = WEIGHTS_VERSION
@@ -295,6 +342,7 @@ def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
 # Which sections determine each stage's weights: stage 1 does not depend on the SR module.
 STAGE1_SECTIONS = ("seed", "data", "degradation", "encoder", "stage1")
 STAGE2_SECTIONS = STAGE1_SECTIONS + ("model", "stage2")
+STAGE1_FREE_SECTIONS = ("seed", "data", "degradation", "model", "stage2")  # SR without E or M
 
 
 # The methods of Tables 1 and 2, each a set of overrides on one preset. "ours" is the paper's

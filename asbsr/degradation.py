@@ -242,6 +242,7 @@ def lr_space_kernel(
     eps: float = 1e-20,
     keep: int | None = 22,
     taper: int = 0,
+    channel_agreement: bool = False,
 ) -> torch.Tensor:
     """Eq. (4), the ground-truth LR-space kernel: ``k_l = F⁻¹( conj(X) Y / (conj(X) X + ε) )``.
 
@@ -259,7 +260,9 @@ def lr_space_kernel(
 
     ``taper`` > 0 (not in the paper, off by default) fades ``taper`` border pixels of both images
     to their means first; it reduces the error that the non-circular border of a real crop causes
-    (about +5 dB on 48-pixel training crops). The FFTs run in float64: with ε = 1e-20 float32
+    (about +5 dB on 48-pixel training crops). ``channel_agreement`` (the authors' code, not the
+    paper) zeroes, before step 2, the entries where the product of the three channels'
+    estimates is <= 0. The FFTs run in float64: with ε = 1e-20 float32
     is unstable. Returns ``(B, size, size)`` float32 without gradient (it is a training target),
     oriented for ``blur``: ``blur(clean_lr, k_l) ≈ lr``.
     """
@@ -278,7 +281,10 @@ def lr_space_kernel(
     spec_x = torch.fft.fft2(x)
     spec_y = torch.fft.fft2(y)
     quotient = spec_x.conj() * spec_y / (spec_x.conj() * spec_x + eps)
-    kernels = _centred_window(torch.fft.ifft2(quotient).real, size).mean(dim=1)  # (B, k, k)
+    per_channel = _centred_window(torch.fft.ifft2(quotient).real, size)  # (B, C, k, k)
+    kernels = per_channel.mean(dim=1)
+    if channel_agreement:
+        kernels = kernels * (per_channel.prod(dim=1) > 0)
     if keep is not None:
         ranked = kernels.flatten(1).sort(dim=1, descending=True).values
         kernels = kernels - 0.75 * ranked[:, keep].view(-1, 1, 1)

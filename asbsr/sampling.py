@@ -126,6 +126,8 @@ def sample_pairs(
     patch: int,
     cfg: DegradationConfig,
     generator: torch.Generator,
+    context: int = 0,
+    taper: int = 0,
 ) -> PairBatch:
     """Stage-1 batch (Section 3.1): for each sample one HR image, one degradation, two crops.
 
@@ -133,22 +135,41 @@ def sample_pairs(
     ``k_h``, downsampler and ``s`` into ``lr1`` and ``lr2`` (``(B, 3, p, p)``). ``clean1`` is
     ``lr1``'s crop downsampled by the same ``↓s`` without blur, and ``k_l`` is Eq. 4 on
     ``(clean1, lr1)``. Images ``(3, H, W)`` must all be at least ``round(p * max scale)`` on a side.
+
+    ``context > p`` (a deviation, off by default): the first crop is a ``context``-pixel LR
+    region, ``k_l`` is Eq. 4 on the whole region (``taper`` border pixels faded, see
+    ``lr_space_kernel``), and ``lr1`` / ``clean1`` are a random ``p x p`` window of it. The
+    degradation is the same over the region, so its kernel is estimated from
+    ``(context / p)²`` times more pixels. Images must then be ``round(context * max scale)``.
     """
-    _check_inputs(hr_images, batch, patch, cfg)
-    lr1, lr2, clean1, k_h, degradations = [], [], [], [], []
+    _check_inputs(hr_images, batch, max(patch, context), cfg)
+    lr1, lr2, clean1, k_l, k_h, degradations = [], [], [], [], [], []
     for _ in range(batch):
         image, degradation, side = _draw(hr_images, patch, cfg, generator)
-        crops = torch.stack([_random_crop(image, side, generator) for _ in range(2)])
         kernel = degradation.kernel()
-        lr = degrade(crops, kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
-                     generator, size=(patch, patch))
-        lr1.append(lr[0])
-        lr2.append(lr[1])
-        clean1.append(resize(crops[:1], (patch, patch), degradation.mode).clamp(0, 1)[0])
+        if context > patch:
+            region = _random_crop(image, round(context * degradation.scale), generator)
+            big = degrade(region[None], kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
+                          generator, size=(context, context))
+            big_clean = resize(region[None], (context, context), degradation.mode).clamp(0, 1)
+            k_l.append(lr_space_kernel(big_clean, big, size=cfg.lr_kernel_size, taper=taper)[0])
+            top, left = _randint(context - patch + 1, generator), _randint(context - patch + 1, generator)
+            lr1.append(big[0, :, top:top + patch, left:left + patch])
+            clean1.append(big_clean[0, :, top:top + patch, left:left + patch])
+            crop = _random_crop(image, side, generator)[None]
+            lr2.append(degrade(crop, kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
+                               generator, size=(patch, patch))[0])
+        else:
+            crops = torch.stack([_random_crop(image, side, generator) for _ in range(2)])
+            lr = degrade(crops, kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
+                         generator, size=(patch, patch))
+            lr1.append(lr[0])
+            lr2.append(lr[1])
+            clean1.append(resize(crops[:1], (patch, patch), degradation.mode).clamp(0, 1)[0])
         k_h.append(pad_kernel(kernel, cfg.lr_kernel_size))
         degradations.append(degradation)
     lr1, clean1 = torch.stack(lr1), torch.stack(clean1)
-    k_l = lr_space_kernel(clean1, lr1, size=cfg.lr_kernel_size)
+    k_l = torch.stack(k_l) if k_l else lr_space_kernel(clean1, lr1, size=cfg.lr_kernel_size, taper=taper)
     return PairBatch(lr1, torch.stack(lr2), clean1, k_l, torch.stack(k_h).to(lr1.device), degradations)
 
 

@@ -28,6 +28,7 @@ from asbsr.checkpoint import (
 )
 from asbsr.config import Config, to_dict
 from asbsr.data import load_set
+from asbsr.degradation import gaussian_kernel
 from asbsr.sampling import sample_pairs, sample_sr_batch
 from asbsr.losses import cycle_loss, kernel_loss, simsiam_loss, super_loss
 from asbsr.models import build_sr_model
@@ -70,8 +71,9 @@ class Stage2Result:
 
 
 def build_stage1(config: Config) -> tuple[DegradationEncoder, SimSiam, KernelEstimator]:
-    encoder = DegradationEncoder(input=config.encoder.input, dim=config.encoder.dim)
-    simsiam = SimSiam(encoder, dim=config.encoder.dim)
+    encoder = DegradationEncoder(input=config.encoder.input, dim=config.encoder.dim,
+                                 normalise=config.encoder.normalise)
+    simsiam = SimSiam(encoder, dim=config.encoder.dim, projector_bias=config.encoder.projector_bias)
     estimator = KernelEstimator(dim=config.encoder.dim, size=config.degradation.lr_kernel_size)
     return encoder, simsiam, estimator
 
@@ -81,10 +83,14 @@ def build_blind_sr(config: Config, encoder: DegradationEncoder, estimator: Kerne
     return BlindSR(encoder, sr, estimator, deblur=config.model.deblur)
 
 
-def learning_rate(config: Config, step: int) -> float:
-    """Stage 2's schedule: cosine to 0, or the authors' halving at 20/40/60/80 % of training."""
-    base, steps = config.stage2.lr, max(config.stage2.steps, 1)
-    if config.stage2.schedule == "cosine":
+def learning_rate(config: Config, step: int, stage: int = 2) -> float:
+    """A stage's learning rate at ``step``: constant (stage 1 of the authors), cosine to 0, or
+    the authors' stage-2 halving at 20/40/60/80 % of training."""
+    section = config.stage1 if stage == 1 else config.stage2
+    base, steps = section.lr, max(section.steps, 1)
+    if section.schedule == "constant":
+        return base
+    if section.schedule == "cosine":
         return 0.5 * base * (1 + math.cos(math.pi * step / steps))
     return base * 0.5 ** sum(step >= round(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
 
@@ -134,9 +140,8 @@ def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_f
     while step < steps:
         if stop_after is not None and step - start_step >= stop_after:
             break
-        if stage == 2:
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, stage)
         losses = step_fn(step, generator, optimizer)
         step += 1
         for name, value in losses.items():
@@ -178,24 +183,41 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
         if hr_images is None:
             hr_images = training_images(config, device)
         simsiam.train(), estimator.train()
-        batch = sample_pairs(hr_images, cfg1.batch_size, cfg1.patch_size, config.degradation, generator)
+        batch = sample_pairs(hr_images, cfg1.batch_size, cfg1.patch_size, config.degradation, generator,
+                             cfg1.target_context, cfg1.target_taper)
         lr1, lr2 = batch.lr1.to(device), batch.lr2.to(device)
-        k_true = (batch.k_l if target == "lr" else batch.k_h).to(device)
+        k_true = kernel_target(batch, target, config.degradation.lr_kernel_size).to(device)
         with autocast(device):
             p1, p2, z1, z2, r1, _ = simsiam(lr1, lr2)
             l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
-            l_k = kernel_loss(estimator(r1.float()), k_true)
-            loss = l_cl + config.encoder.kernel_loss_weight * l_k
+            k_hat = estimator(r1.float())
+            l_k = kernel_loss(k_hat, k_true, config.encoder.kernel_loss_weight,
+                              config.encoder.kernel_positive_weight)
+            loss = l_cl + l_k
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.item(), "contrastive": l_cl.item(), "kernel": l_k.item()}
+        # "kernel" is the plain L1 whatever the weights, so that runs can be compared
+        return {"loss": loss.item(), "contrastive": l_cl.item(),
+                "kernel": kernel_loss(k_hat.detach(), k_true).item()}
 
     trainable = list(simsiam.parameters()) + list(estimator.parameters())
     history, status = _run(1, config, path, models, trainable, step_fn, cfg1.steps,
                            cfg1.checkpoint_every, device, progress, stop_after)
     simsiam.eval(), estimator.eval()
     return Stage1Result(config, encoder, simsiam, estimator, history, path, status)
+
+
+def kernel_target(batch, target: str, size: int) -> torch.Tensor:
+    """What M learns to output for ``batch.lr1`` (``encoder.kernel_target``): Eq. 4's ``k_l``
+    (``"lr"``), the HR kernel ``k_h`` (``"hr"``), or ``k_h`` with both standard deviations
+    divided by ``s`` (``"lr_gaussian"``)."""
+    if target == "lr":
+        return batch.k_l
+    if target == "hr":
+        return batch.k_h
+    return torch.stack([gaussian_kernel(size, d.lambda1 / d.scale, d.lambda2 / d.scale, d.theta)
+                        for d in batch.degradations]).to(batch.k_l.device)
 
 
 def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, device=None,

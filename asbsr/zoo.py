@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - Windows: one process at a time
 
 from asbsr.checkpoint import (
     FORMAT, CheckpointError, atomic_path, atomic_save, checkpoint_config, load_checkpoint, load_state,
+    uses_stage1,
     stage_key,
 )
 from asbsr.config import Config, to_dict
@@ -132,7 +133,7 @@ def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
         if held and held["key"] != entry["key"]:
             raise ValueError(f"{name}: {target} holds it with key {held['key']}, {source} with "
                              f"{entry['key']} (another config under the same name); not merged")
-        if entry["stage1"] not in stage1 and entry["stage1"] not in present["stage1"]:
+        if entry["stage1"] and entry["stage1"] not in stage1 and entry["stage1"] not in present["stage1"]:
             raise ValueError(f"{name}: its stage-1 run {entry['stage1']} is in neither zoo")
         if not held:
             models[name] = entry
@@ -169,11 +170,12 @@ def export_stage1(result, folder: Path = ZOO_DIR) -> str:
 def export_model(config: Config, model: BlindSR, method: str, folder: Path = ZOO_DIR,
                  variant: str | None = None) -> str:
     """Write the SR module (fp16) as ``<method>-<preset>-s<seed>[-<variant>].pt``; E and M must
-    have been exported with ``export_stage1``. Returns the file name."""
+    have been exported with ``export_stage1``, unless the model does not use them
+    (``checkpoint.uses_stage1``; its ``stage1_file`` is then ``None``). Returns the file name."""
     name = model_name(method, config.preset, config.seed, variant) + ".pt"
     atomic_save({"format": FORMAT, "kind": "zoo-model", "method": method,
                  "config": to_dict(config), "key": stage_key(config, 2),
-                 "stage1_file": f"stage1-{stage_key(config, 1)}.pt",
+                 "stage1_file": f"stage1-{stage_key(config, 1)}.pt" if uses_stage1(config) else None,
                  "models": {"sr": _half(model.sr.state_dict())}}, Path(folder) / name)
     return name
 
@@ -184,9 +186,13 @@ def _build(config: Config, states: dict) -> BlindSR:
     encoder, simsiam, estimator = build_stage1(config)
     if "simsiam" in states:
         load_state(simsiam, states["simsiam"], "implicit predictor E and its SimSiam heads")
-    else:
+    elif "encoder" in states:
         load_state(encoder, states["encoder"], "implicit predictor E")
-    load_state(estimator, states["estimator"], "kernel estimator M")
+    elif uses_stage1(config):
+        raise CheckpointError("the model uses E and M, but no stage-1 weights came with it")
+    if "estimator" in states:
+        load_state(estimator, states["estimator"], "kernel estimator M")
+    # a model that does not use stage 1 (LTE, LIIF, ...) keeps E and M as built: never read
     model = build_blind_sr(config, encoder, estimator)
     load_state(model.sr, states["sr"], "SR module")
     return model.float().eval()
@@ -201,9 +207,9 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
     config = checkpoint_config(data)
     kind = data.get("kind", f"stage{data.get('stage')}")
     if kind == "zoo-model":
-        stage1_path = path.parent / data["stage1_file"]
-        stage1 = load_checkpoint(stage1_path)
-        states = {**stage1["models"], "sr": data["models"]["sr"]}
+        states = {"sr": data["models"]["sr"]}
+        if data.get("stage1_file"):
+            states.update(load_checkpoint(path.parent / data["stage1_file"])["models"])
     elif kind == "stage2":
         if data["step"] < data["steps"]:
             print(f"note: {path.name} is a partial checkpoint ({data['step']} of {data['steps']} steps)")

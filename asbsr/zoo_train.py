@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from asbsr.benchmark import bicubic_upscaler, degraded_set, evaluate, mean_std, model_upscaler
-from asbsr.checkpoint import checkpoint_path, stage_key
+from asbsr.checkpoint import checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.notebook import PROJECT_ROOT
 from asbsr.train import train_stage2
@@ -115,7 +115,8 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
         entry = {
             "file": export_model(mconfig, result.model, method, zoo, variant), "method": method,
             "variant": variant, "preset": config.preset, "seed": config.seed, "key": key,
-            "stage1": stage_key(config, 1), "steps": mconfig.stage2.steps,
+            "stage1": stage_key(config, 1) if uses_stage1(mconfig) else None,
+            "steps": mconfig.stage2.steps,
             "wall_seconds": result.history.get("wall_seconds"), "command": command,
             "scores": scores, "history": thin_history(result.history),
         }

@@ -10,9 +10,11 @@ inference relies on that number.
 Modulation (Section 3.3, "weighted in a channel-wise manner by the coefficients transformed from
 the degradation representation ... two fully-connected layers and a sigmoid"): in each block,
 
-    x <- x + res(x) * sigmoid(FC(LeakyReLU(FC(r), 0.1)))
+    x <- x + res(x) * sigmoid(FC(LeakyReLU(FC(r), slope)))
 
-with ``FC: rep_dim -> n_feats -> n_feats`` and ``r`` the ``(B, rep_dim)`` representation from E,
+with ``FC: rep_dim -> n_feats -> n_feats``, ``slope`` 0.01 as in the authors' code (PyTorch's
+default; the paper does not say). Models trained before this was fixed used 0.1: their stored
+config says so (``model.modulation_slope``), so they load as they were trained and ``r`` the ``(B, rep_dim)`` representation from E,
 broadcast over the spatial grid. With ``rep_dim=None`` the blocks are plain EDSR's, the
 "no implicit representation" variant of Table 2.
 """
@@ -30,14 +32,14 @@ def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 class ResBlock(nn.Module):
     """``x + conv(ReLU(conv(x)))``, the residual branch optionally scaled by ``sigmoid(FC(...))``."""
 
-    def __init__(self, n_feats: int, rep_dim: int | None = None):
+    def __init__(self, n_feats: int, rep_dim: int | None = None, slope: float = 0.01):
         super().__init__()
         self.conv1 = _conv3x3(n_feats, n_feats)
         self.conv2 = _conv3x3(n_feats, n_feats)
         self.modulation = None
         if rep_dim is not None:
             self.modulation = nn.Sequential(
-                nn.Linear(rep_dim, n_feats), nn.LeakyReLU(0.1, inplace=True),
+                nn.Linear(rep_dim, n_feats), nn.LeakyReLU(slope, inplace=True),
                 nn.Linear(n_feats, n_feats), nn.Sigmoid(),
             )
 
@@ -56,9 +58,11 @@ class EDSR(nn.Module):
         n_feats: channels (64 in the paper).
         rep_dim: width of E's representation to modulate every block with, or ``None`` for the
             plain EDSR-baseline (``rep`` is then ignored).
+        slope: negative slope of the LeakyReLU inside the modulation.
     """
 
-    def __init__(self, n_resblocks: int = 16, n_feats: int = 64, rep_dim: int | None = None):
+    def __init__(self, n_resblocks: int = 16, n_feats: int = 64, rep_dim: int | None = None,
+                 slope: float = 0.01):
         super().__init__()
         if n_resblocks < 0 or n_feats < 1:
             raise ValueError(f"need n_resblocks >= 0 and n_feats >= 1, got {n_resblocks}, {n_feats}")
@@ -66,7 +70,7 @@ class EDSR(nn.Module):
         self.n_feats = n_feats
         self.rep_dim = rep_dim
         self.head = _conv3x3(3, n_feats)
-        self.blocks = nn.ModuleList(ResBlock(n_feats, rep_dim) for _ in range(n_resblocks))
+        self.blocks = nn.ModuleList(ResBlock(n_feats, rep_dim, slope) for _ in range(n_resblocks))
         self.tail = _conv3x3(n_feats, n_feats)
 
     @property

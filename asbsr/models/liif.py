@@ -87,7 +87,8 @@ class LIIF(nn.Module):
         super().__init__()
         self.modulated = cfg.modulation
         self.local_ensemble = cfg.local_ensemble
-        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None)
+        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None,
+                            cfg.modulation_slope)
         # Decoder input: unfolded feature (9C) + relative coordinate (2) + cell (2).
         self.decoder = make_mlp(cfg.n_feats * 9 + 4, cfg.mlp, 3)
 

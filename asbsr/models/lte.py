@@ -57,7 +57,8 @@ class LTE(nn.Module):
         self.modulated = bool(cfg.modulation)
         self.local_ensemble = bool(cfg.local_ensemble)
         self.width = cfg.width
-        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if self.modulated else None)
+        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if self.modulated else None,
+                            cfg.modulation_slope)
         self.coef = nn.Conv2d(cfg.n_feats, cfg.width, 3, padding=1)
         self.freq = nn.Conv2d(cfg.n_feats, cfg.width, 3, padding=1)
         self.phase = nn.Linear(2, cfg.width // 2, bias=False)

@@ -73,7 +73,8 @@ class MetaSR(nn.Module):
         super().__init__()
         self.modulated = cfg.modulation
         self.n_feats = cfg.n_feats
-        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None)
+        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None,
+                            cfg.modulation_slope)
         # Pos2Weight: (dh, dw, 1/s) -> one 3x3xCx3 filter per query.
         self.pos2weight = make_mlp(3, (cfg.width,), 9 * cfg.n_feats * 3)
 

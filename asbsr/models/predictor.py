@@ -23,6 +23,8 @@ from torch import nn
 
 from asbsr.wavelet import haar_high_bands
 
+NORMALISE_EPS = 0.01  # keeps a flat patch (standard deviation ~0) from blowing up
+
 
 def _conv_bn_act(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
@@ -48,9 +50,16 @@ class DegradationEncoder(nn.Module):
 
     Either way a BatchNorm follows the first convolution, so an affine rescaling of the input
     changes nothing but BatchNorm's epsilon; the normalisation is for readability, not accuracy.
+
+    ``normalise=True`` (a deviation from the paper, see ``EncoderConfig.normalise``) divides the
+    input of each patch by the standard deviation of its RGB pixels (+ 0.01): the bands then
+    measure how much of the patch's own contrast lies in its finest details -- what blur takes
+    away -- instead of how much contrast the photo has. Per patch, so ``forward_tiled`` (which
+    cuts one image into blocks) divides the whole image by its own standard deviation, as the
+    whole-image pass does.
     """
 
-    def __init__(self, input: str = "haar", dim: int = 256):
+    def __init__(self, input: str = "haar", dim: int = 256, normalise: bool = False):
         super().__init__()
         if input not in ("haar", "rgb"):
             raise ValueError(f"input must be 'haar' or 'rgb', got {input!r}")
@@ -58,6 +67,7 @@ class DegradationEncoder(nn.Module):
             raise ValueError(f"dim must be a positive multiple of 4, got {dim}")
         self.input = input
         self.dim = dim
+        self.normalise = normalise
         in_channels = 9 if input == "haar" else 3
         widths = (dim // 4, dim // 4, dim // 2, dim // 2, dim, dim)
         strides = (1, 1, 2, 1, 2, 1)
@@ -72,8 +82,12 @@ class DegradationEncoder(nn.Module):
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"expected an RGB batch (B, 3, h, w), got shape {tuple(lr.shape)}")
         if self.input == "haar":
-            return haar_high_bands(lr)
-        return (lr - 0.5) / 0.5
+            bands = haar_high_bands(lr)
+        else:
+            bands = (lr - 0.5) / 0.5
+        if self.normalise:
+            bands = bands / (lr.std(dim=(1, 2, 3), keepdim=True) + NORMALISE_EPS)
+        return bands
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """``lr``: ``(B, 3, h, w)`` in [0, 1] -> representation ``r``: ``(B, dim)``."""
@@ -133,17 +147,22 @@ class SimSiam(nn.Module):
     the predicted branch. ``r1, r2`` are the encoder outputs, kept attached for the kernel
     estimator M, whose loss L_k also trains E.
 
+    The projector's last Linear has no bias, as in the authors' code (a BatchNorm follows, so a
+    bias would change nothing but the parameter count); stage-1 runs made before this was fixed
+    had one (``encoder.projector_bias``) and load as they were trained.
+
     Note: the authors' released code never passed the projector's parameters to the optimizer
     (a defect). Here the projector is an ordinary submodule, so ``simsiam.parameters()`` trains it.
     """
 
-    def __init__(self, encoder: nn.Module, dim: int = 256, pred_hidden: int = 512):
+    def __init__(self, encoder: nn.Module, dim: int = 256, pred_hidden: int = 512,
+                 projector_bias: bool = False):
         super().__init__()
         self.encoder = encoder
         self.projector = nn.Sequential(
             nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
             nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True),
-            nn.Linear(dim, dim), nn.BatchNorm1d(dim, affine=False),
+            nn.Linear(dim, dim, bias=projector_bias), nn.BatchNorm1d(dim, affine=False),
         )
         self.predictor = nn.Sequential(
             nn.Linear(dim, pred_hidden, bias=False), nn.BatchNorm1d(pred_hidden),

@@ -94,7 +94,8 @@ class SRNO(nn.Module):
     def __init__(self, cfg: ModelConfig, rep_dim: int = 256):
         super().__init__()
         self.modulated = cfg.modulation
-        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None)
+        self.encoder = EDSR(cfg.n_resblocks, cfg.n_feats, rep_dim if cfg.modulation else None,
+                            cfg.modulation_slope)
         # 4 x (feature + relative coordinate) + 4 area weights + cell.
         self.lift = nn.Linear(4 * (cfg.n_feats + 2) + 4 + 2, cfg.width)
         self.lift_lr = nn.Conv2d(cfg.n_feats, cfg.width, 1)
