@@ -64,7 +64,9 @@ class EncoderConfig:
     kernel_target: str = "lr"
     kernel_loss_weight: float = 1.0  # w in L_k = mean(w |k̂ - k|); 0 trains E with L_cl alone
     kernel_positive_weight: float = 1.0  # w is multiplied by this where k > 0 (authors': 2)
-    projector_bias: bool = False  # a bias in the projector's last Linear (the authors' has none)
+    # a bias in the projector's last Linear: the authors' has none (harmless before BatchNorm);
+    # True stays the default until the zoo's stage-1 runs are retrained
+    projector_bias: bool = True
     # divide E's input by the patch's standard deviation (not in the paper): bands that measure
     # the share of the patch's contrast in its finest details, whatever the photo's contrast
     normalise: bool = False
@@ -102,7 +104,9 @@ class ModelConfig:
     mlp: tuple[int, ...] = (128, 128)  # hidden layers of the decoding MLP
     local_ensemble: bool = False
     modulation: bool = True
-    modulation_slope: float = 0.01  # LeakyReLU inside the modulation (the authors': 0.01)
+    # LeakyReLU inside the modulation: the authors' is 0.01. 0.1 stays the default until the
+    # zoo's modulated models are retrained (they were trained with it; see LEGACY_VALUES)
+    modulation_slope: float = 0.1
     deblur: bool = False
 
 
@@ -337,6 +341,16 @@ def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
     data["weights_version"] = WEIGHTS_VERSION
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
+
+
+# The stage-1 recipe under which E reads the blur and M follows it on photos no model trains on
+# (benchmarks/STAGE1.md: trial E, cpu size, 1000 steps): the authors' L_k weights, the LR-space
+# Gaussian as M's target instead of Eq. 4 on the 48-pixel patch, E's input normalised per patch
+# and a cosine schedule. Not yet the presets' default: the zoo is trained with the old recipe.
+LEARNING_STAGE1: dict[str, Any] = {
+    "encoder.kernel_loss_weight": 100.0, "encoder.kernel_positive_weight": 2.0,
+    "encoder.kernel_target": "lr_gaussian", "encoder.normalise": True, "stage1.schedule": "cosine",
+}
 
 
 # Which sections determine each stage's weights: stage 1 does not depend on the SR module.

@@ -12,9 +12,9 @@ the degradation representation ... two fully-connected layers and a sigmoid"): i
 
     x <- x + res(x) * sigmoid(FC(LeakyReLU(FC(r), slope)))
 
-with ``FC: rep_dim -> n_feats -> n_feats``, ``slope`` 0.01 as in the authors' code (PyTorch's
-default; the paper does not say). Models trained before this was fixed used 0.1: their stored
-config says so (``model.modulation_slope``), so they load as they were trained and ``r`` the ``(B, rep_dim)`` representation from E,
+with ``FC: rep_dim -> n_feats -> n_feats``. The authors' ``slope`` is 0.01 (PyTorch's default;
+the paper does not say); the shipped models were trained with 0.1, which ``model.modulation_slope``
+keeps as the default until they are retrained and ``r`` the ``(B, rep_dim)`` representation from E,
 broadcast over the spatial grid. With ``rep_dim=None`` the blocks are plain EDSR's, the
 "no implicit representation" variant of Table 2.
 """

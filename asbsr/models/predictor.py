@@ -147,9 +147,9 @@ class SimSiam(nn.Module):
     the predicted branch. ``r1, r2`` are the encoder outputs, kept attached for the kernel
     estimator M, whose loss L_k also trains E.
 
-    The projector's last Linear has no bias, as in the authors' code (a BatchNorm follows, so a
-    bias would change nothing but the parameter count); stage-1 runs made before this was fixed
-    had one (``encoder.projector_bias``) and load as they were trained.
+    ``projector_bias``: whether the projector's last Linear has a bias. The authors' has none (a
+    BatchNorm follows, so a bias changes nothing but the parameter count); the shipped stage-1
+    runs have one (``encoder.projector_bias``, True until they are retrained).
 
     Note: the authors' released code never passed the projector's parameters to the optimizer
     (a defect). Here the projector is an ordinary submodule, so ``simsiam.parameters()`` trains it.
