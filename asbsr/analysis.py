@@ -113,16 +113,22 @@ def degradation_labels(degradations: Sequence[Degradation]) -> dict[str, torch.T
 
 
 @torch.no_grad()
-def representations(encoder: torch.nn.Module, lr: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """E's representations of ``lr`` ``(N, 3, h, w)`` as ``(N, dim)``, in eval mode (BatchNorm's
-    running statistics, so a patch's representation does not depend on its batch)."""
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = torch.cat([encoder(lr[i:i + batch_size].to(device)).float().cpu()
-                     for i in range(0, lr.shape[0], batch_size)])
-    encoder.train(was_training)
+def in_eval_mode(module: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``module(inputs)`` in batches, in eval mode (BatchNorm's running statistics, so a sample's
+    output does not depend on its batch), on the module's device; float32 on the CPU. The
+    module's mode is restored afterwards."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    out = torch.cat([module(inputs[i:i + batch_size].to(device)).float().cpu()
+                     for i in range(0, inputs.shape[0], batch_size)])
+    module.train(was_training)
     return out
+
+
+def representations(encoder: torch.nn.Module, lr: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """E's representations of ``lr`` ``(N, 3, h, w)`` as ``(N, dim)``, in eval mode."""
+    return in_eval_mode(encoder, lr, batch_size)
 
 
 # ---------------------------------------------------------------- probes

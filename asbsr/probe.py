@@ -32,8 +32,8 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from asbsr.analysis import (
-    LabelledPatches, degraded_patches, fixed_kernel_series, kernel_spread, r2_score, reblur_psnr,
-    representations, ridge_fit,
+    LabelledPatches, degraded_patches, fixed_kernel_series, in_eval_mode, kernel_spread, r2_score,
+    reblur_psnr, representations, ridge_fit,
 )
 from asbsr.config import DegradationConfig
 from asbsr.degradation import Degradation, gaussian_kernel
@@ -174,18 +174,10 @@ def reblur_gain(clean: torch.Tensor, lr: torch.Tensor, kernels: torch.Tensor) ->
     return float((reblur_psnr(clean, lr, kernels) - reblur_psnr(clean, lr, mean)).mean())
 
 
-@torch.no_grad()
 def estimate_kernels(encoder: torch.nn.Module, estimator: torch.nn.Module, lr: torch.Tensor,
                      batch_size: int = 256) -> torch.Tensor:
     """M's ``k̂_l`` for LR patches ``(N, 3, h, w)``: ``(N, K, K)``, both networks in eval mode."""
-    rep = representations(encoder, lr, batch_size)
-    was_training = estimator.training
-    estimator.eval()
-    device = next(estimator.parameters()).device
-    kernels = torch.cat([estimator(rep[i:i + batch_size].to(device)).float().cpu()
-                         for i in range(0, rep.shape[0], batch_size)])
-    estimator.train(was_training)
-    return kernels
+    return in_eval_mode(estimator, representations(encoder, lr, batch_size), batch_size)
 
 
 def scale_trend(estimate: Callable[[torch.Tensor], torch.Tensor],

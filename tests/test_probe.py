@@ -101,3 +101,17 @@ def test_handmade_features_fall_with_blur(probe):
     assert sharp.shape == (8, 8) and torch.isfinite(sharp).all()
     assert (soft[:, :3] < sharp[:, :3]).all()
     assert math.isfinite(float(soft.sum()))
+
+
+def test_probe_command_prints_the_table_and_refuses_unknown_models(capsys):
+    from asbsr.cli import main
+
+    assert main(["probe", "ours-cpu-s2", "--photos", "val", "classic5", "--per-photo", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "8 photos (val, classic5), 4 patches each of 48 LR pixels" in out
+    row = next(line for line in out.splitlines() if line.startswith("| ours-cpu-s2 |"))
+    assert row.count("|") == 8 and " dB |" in row
+    assert "| analytic LR Gaussian (oracle) |" in out
+    assert main(["probe", "no-such-model"]) == 2
+    assert "error: no model 'no-such-model' in the zoo" in capsys.readouterr().err
+    assert main(["probe", "--per-photo", "2"]) == 2
