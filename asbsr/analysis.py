@@ -195,14 +195,26 @@ def ridge_probe(features: torch.Tensor, target: torch.Tensor, train_fraction: fl
     ``{"r2": held-out R², "alpha": α, "train_r2": R² on the fitting split}``.
     """
     train, test = split_indices(features.shape[0], train_fraction, seed)
-    x_train, x_test = _standardise(features[train].double(), features[test].double())
     t_train, t_test = target[train].double(), target[test].double()
+    fitted, predicted, alpha = ridge_predict(features[train], t_train, features[test], alphas)
+    return {"r2": r2_score(predicted, t_test), "alpha": alpha, "train_r2": r2_score(fitted, t_train)}
+
+
+def ridge_predict(x_train: torch.Tensor, t_train: torch.Tensor, x_test: torch.Tensor,
+                  alphas: Sequence[float] = RIDGE_ALPHAS) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Fit a ridge probe on ``(x_train (N, D), t_train (N,))`` and predict ``x_test (M, D)``.
+
+    Features are standardised and the target centred with the fitting set's statistics; the
+    penalty is the one of ``alphas`` with the smallest exact leave-one-out error on the fitting
+    set (``ridge_fit``). Returns ``(predictions on x_train, predictions on x_test, alpha)``.
+    """
+    x_train, x_test = _standardise(x_train.double(), x_test.double())
+    t_train = t_train.double()
     offset = t_train.mean()
     fits = [(float((ridge_fit(x_train, t_train - offset, alpha)[1] ** 2).mean()), alpha) for alpha in alphas]
     alpha = min(fits)[1]
     weights = ridge_fit(x_train, t_train - offset, alpha)[0]
-    return {"r2": r2_score(x_test @ weights + offset, t_test), "alpha": alpha,
-            "train_r2": r2_score(x_train @ weights + offset, t_train)}
+    return x_train @ weights + offset, x_test @ weights + offset, alpha
 
 
 def knn_probe(features: torch.Tensor, target: torch.Tensor, k: int = 5, train_fraction: float = 0.7,

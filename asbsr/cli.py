@@ -176,7 +176,7 @@ def probe_command(args: argparse.Namespace) -> int:
         PROBE_SETS, grouped_ridge_r2, handmade_features, load_stage1, lr_blur_width, probe_set,
         probe_stage1, reference_numbers,
     )
-    from asbsr.zoo import ZOO_DIR, default_name, model_path, read_manifest
+    from asbsr.zoo import ZOO_DIR, default_name, model_path
 
     if args.per_photo < 4:
         raise UsageError(f"--per-photo must be at least 4, got {args.per_photo}")
@@ -191,13 +191,14 @@ def probe_command(args: argparse.Namespace) -> int:
             paths.append((name, model_path(name, zoo)))
         except KeyError as error:
             raise UsageError(error.args[0]) from None
-    images = [image for set_name in args.photos for image in load_set(set_name)]
+    photos = args.photos or list(PROBE_SETS)
+    images = [image for set_name in photos for image in load_set(set_name)]
     try:
         probe = probe_set(images, per_photo=args.per_photo, seed=args.seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
     patches = probe.patches
-    print(f"{len(images)} photos ({', '.join(map(str, args.photos))}), {args.per_photo} patches each of "
+    print(f"{len(images)} photos ({', '.join(map(str, photos))}), {args.per_photo} patches each of "
           f"{patches.lr.shape[-1]} LR pixels, scales U(1.5, 4), seed {args.seed}; folds by photo")
     print("| model | E probe R² | M ρ | re-blur gain | Fig. 4 trend ρ | photo share | blur share |")
     print("|---|---|---|---|---|---|---|")
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "no model trains on")
     probe.add_argument("models", nargs="*", help="zoo model names or checkpoint paths (default: the "
                        "zoo's default models)")
-    probe.add_argument("--photos", nargs="+", default=list(("val", "classic5", "skimage")),
+    probe.add_argument("--photos", nargs="+",
                        help="named sets or folders of photos (default: val classic5 skimage)")
     probe.add_argument("--per-photo", type=int, default=16, help="patches per photo")
     probe.add_argument("--seed", type=int, default=0, help="seed of the degradations and crops")

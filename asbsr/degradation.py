@@ -316,6 +316,11 @@ class Degradation:
         """``k_h``: ``(kernel_size, kernel_size)`` float32."""
         return gaussian_kernel(self.kernel_size, self.lambda1, self.lambda2, self.theta)
 
+    def lr_gaussian(self, size: int = 21) -> torch.Tensor:
+        """The LR-space kernel this degradation implies if blur and resampling commuted: ``k_h``
+        with both standard deviations divided by ``s``, ``(size, size)`` float32."""
+        return gaussian_kernel(size, self.lambda1 / self.scale, self.lambda2 / self.scale, self.theta)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

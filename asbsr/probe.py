@@ -33,7 +33,7 @@ import torch
 
 from asbsr.analysis import (
     LabelledPatches, degraded_patches, fixed_kernel_series, in_eval_mode, kernel_spread, r2_score,
-    reblur_psnr, representations, ridge_fit,
+    reblur_psnr, representations, ridge_predict,
 )
 from asbsr.config import DegradationConfig
 from asbsr.degradation import Degradation, gaussian_kernel
@@ -75,10 +75,9 @@ def probe_set(images: Sequence[tuple[str, torch.Tensor]], per_photo: int = 16, s
         parts.append(degraded_patches([(name, image)], degradations, patch, generator,
                                       cfg.lr_kernel_size))
         groups += [index] * per_photo
-    patches = LabelledPatches(*(
-        torch.cat([getattr(p, field) for p in parts]) if isinstance(getattr(parts[0], field), torch.Tensor)
-        else [item for p in parts for item in getattr(p, field)]
-        for field in LabelledPatches._fields))
+    # field by field: tensors concatenated, lists joined
+    patches = LabelledPatches(*(torch.cat(field) if isinstance(field[0], torch.Tensor) else sum(field, [])
+                                for field in zip(*parts)))
     return ProbeSet(patches, torch.tensor(groups), [name for name, _ in images])
 
 
@@ -90,10 +89,9 @@ def lr_blur_width(degradations: Sequence[Degradation]) -> torch.Tensor:
 
 
 def analytic_lr_kernels(degradations: Sequence[Degradation], size: int = 21) -> torch.Tensor:
-    """The LR-space kernel a degradation implies if blur and downsampling commuted: ``k_h`` with
-    both standard deviations divided by ``s``, ``(N, size, size)``. The oracle of ``reblur_gain``."""
-    return torch.stack([gaussian_kernel(size, d.lambda1 / d.scale, d.lambda2 / d.scale, d.theta)
-                        for d in degradations])
+    """``Degradation.lr_gaussian`` of each degradation, ``(N, size, size)``: the oracle of
+    ``reblur_gain``, and M's target under ``encoder.kernel_target="lr_gaussian"``."""
+    return torch.stack([d.lr_gaussian(size) for d in degradations])
 
 
 def rank(values: torch.Tensor) -> torch.Tensor:
@@ -137,14 +135,7 @@ def grouped_ridge_r2(features: torch.Tensor, target: torch.Tensor, groups: torch
     predicted = torch.empty_like(target)
     for held in range(folds):
         train, test = fold != held, fold == held
-        mean, std = features[train].mean(dim=0), features[train].std(dim=0)
-        std = torch.where(std > 1e-12, std, torch.ones_like(std))
-        x_train, x_test = (features[train] - mean) / std, (features[test] - mean) / std
-        offset = target[train].mean()
-        t_train = target[train] - offset
-        errors = [(float(ridge_fit(x_train, t_train, alpha)[1].square().mean()), alpha) for alpha in alphas]
-        weights = ridge_fit(x_train, t_train, min(errors)[1])[0]
-        predicted[test] = x_test @ weights + offset
+        predicted[test] = ridge_predict(features[train], target[train], features[test], alphas)[1]
     return r2_score(predicted, target)
 
 

@@ -28,7 +28,6 @@ from asbsr.checkpoint import (
 )
 from asbsr.config import Config, to_dict
 from asbsr.data import load_set
-from asbsr.degradation import gaussian_kernel
 from asbsr.sampling import sample_pairs, sample_sr_batch
 from asbsr.losses import cycle_loss, kernel_loss, simsiam_loss, super_loss
 from asbsr.models import build_sr_model
@@ -216,8 +215,7 @@ def kernel_target(batch, target: str, size: int) -> torch.Tensor:
         return batch.k_l
     if target == "hr":
         return batch.k_h
-    return torch.stack([gaussian_kernel(size, d.lambda1 / d.scale, d.lambda2 / d.scale, d.theta)
-                        for d in batch.degradations]).to(batch.k_l.device)
+    return torch.stack([d.lr_gaussian(size) for d in batch.degradations]).to(batch.k_l.device)
 
 
 def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, device=None,

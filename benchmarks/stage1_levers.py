@@ -50,8 +50,8 @@ def run(name: str, preset: str, overrides: dict, milestones: list[int], work: Pa
     for milestone in sorted(milestones):
         started = time.perf_counter()
         result = train_stage1(config, work, device="cpu", progress=False,
-                              stop_after=milestone - step if milestone > step else 0)
-        step = result.history.get("step", [0])[-1] if result.history.get("step") else 0
+                              stop_after=max(milestone - step, 0))
+        step = result.history["step"][-1]
         if (name, step) in done:
             continue
         numbers = probe_stage1(result.encoder, result.estimator, probe, trend_images=images[:4])

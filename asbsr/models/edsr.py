@@ -12,10 +12,10 @@ the degradation representation ... two fully-connected layers and a sigmoid"): i
 
     x <- x + res(x) * sigmoid(FC(LeakyReLU(FC(r), slope)))
 
-with ``FC: rep_dim -> n_feats -> n_feats``. The authors' ``slope`` is 0.01 (PyTorch's default;
-the paper does not say); the shipped models were trained with 0.1, which ``model.modulation_slope``
-keeps as the default until they are retrained and ``r`` the ``(B, rep_dim)`` representation from E,
-broadcast over the spatial grid. With ``rep_dim=None`` the blocks are plain EDSR's, the
+with ``FC: rep_dim -> n_feats -> n_feats`` and ``r`` the ``(B, rep_dim)`` representation from E,
+broadcast over the spatial grid. The authors' ``slope`` is 0.01 (PyTorch's default; the paper
+does not say); the shipped models were trained with 0.1, which ``model.modulation_slope`` keeps
+as the default until they are retrained. With ``rep_dim=None`` the blocks are plain EDSR's, the
 "no implicit representation" variant of Table 2.
 """
 
