@@ -8,9 +8,10 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
      "generator": ByteTensor, "history": {name: [floats]}, "parent": key of the stage-1 run}
 
 Its file name is ``stage{1,2}-{preset}-{hash}.pt`` where the hash covers exactly the config
-sections that determine that stage's weights (see ``config.STAGE1_SECTIONS``). A checkpoint is
-reused only when preset and hash match: a ``smoke`` model is never loaded under ``cpu``, and
-changing a hyperparameter trains anew.
+sections that determine that stage's weights (see ``config.STAGE1_SECTIONS``) and the contents
+of the training photos (``data.set_digest``). A checkpoint is reused only when preset and hash
+match: a ``smoke`` model is never loaded under ``cpu``, changing a hyperparameter trains anew,
+and so does adding, removing or changing a training photo.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ import torch
 from asbsr.config import (
     STAGE1_FREE_SECTIONS, STAGE1_SECTIONS, STAGE2_SECTIONS, Config, config_hash, from_dict,
 )
+from asbsr.data import set_digest
 
 FORMAT = "asbsr-v1"
+
+# The digest of data/train as every model of the zoo was trained on it (10 photos, long side
+# 1024). Keys made from those photos leave the digest out, as keys did before it was part of
+# them; any other training set puts its digest in the key.
+LEGACY_TRAIN_DIGEST = "a16025929c465d1c"
 
 
 class CheckpointError(ValueError):
@@ -43,11 +50,19 @@ def uses_stage1(config: Config) -> bool:
 
 
 def stage_key(config: Config, stage: int) -> str:
+    """``{preset}-{hash}``: the hash of the config sections that determine the stage's weights
+    and of the digest of the training photos (left out for the zoo's own training set)."""
     if stage == 1:
         sections = STAGE1_SECTIONS
     else:
         sections = STAGE2_SECTIONS if uses_stage1(config) else STAGE1_FREE_SECTIONS
-    return f"{config.preset}-{config_hash(config, sections)}"
+    try:
+        digest = set_digest(config.data.train)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot name a checkpoint: the training photos "
+                              f"{config.data.train!r} are not readable ({error})") from error
+    extra = {} if digest == LEGACY_TRAIN_DIGEST else {"train_digest": digest}
+    return f"{config.preset}-{config_hash(config, sections, extra)}"
 
 
 def checkpoint_path(folder: str | os.PathLike, config: Config, stage: int) -> Path:

@@ -321,9 +321,10 @@ def from_dict(data: Mapping[str, Any]) -> Config:
 WEIGHTS_VERSION = 2
 
 
-def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
+def config_hash(config: Config, sections: tuple[str, ...] | None = None,
+                extra: Mapping[str, str] | None = None) -> str:
     """A short stable hash of the whole config, or of the named sections only (and of
-    ``WEIGHTS_VERSION``).
+    ``WEIGHTS_VERSION`` and of the strings of ``extra``, e.g. a digest of the training photos).
 
     Checkpoints are keyed by it, so that changing a hyperparameter never reuses a stale model.
     Values that cannot change the weights are left out: a ``LEGACY_VALUES`` key at its legacy
@@ -339,6 +340,7 @@ def config_hash(config: Config, sections: tuple[str, ...] | None = None) -> str:
     if sections is not None:
         data = {k: data[k] for k in sections}
     data["weights_version"] = WEIGHTS_VERSION
+    data.update(extra or {})
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 

@@ -15,6 +15,7 @@ PIL, numpy and scikit-image serve only for file I/O here; all arithmetic is torc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -213,6 +214,26 @@ def shrink_to(image: torch.Tensor, max_side: int) -> torch.Tensor:
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
     small = F.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)
     return small[0].clamp(0, 1)
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def set_digest(name_or_folder: str | os.PathLike) -> str:
+    """A short SHA-256 over the file names and bytes of a set's images (``image_paths``).
+
+    Checkpoint keys include it (``checkpoint.stage_key``), so that a model trained on other
+    photos -- a file added, removed or changed -- is never loaded as if it matched. Cached by
+    path, size and modification time, so repeated keys do not re-read the files.
+    """
+    paths = image_paths(name_or_folder)
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    if stamp not in _DIGESTS:
+        total = hashlib.sha256()
+        for path in paths:
+            total.update(f"{path.name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+        _DIGESTS[stamp] = total.hexdigest()[:16]
+    return _DIGESTS[stamp]
 
 
 def load_set(name_or_folder: str | os.PathLike,

@@ -177,3 +177,50 @@ def test_merge_refuses_a_name_with_another_config_and_a_missing_file(tmp_path):
         merge_zoo(lost, here)
     assert read_manifest(here) == before
     assert sorted(p.name for p in here.iterdir()) == ["MANIFEST.json", "ours-gpu-s0.pt", "stage1-gpu-s1.pt"]
+
+
+def test_the_training_photos_are_part_of_the_checkpoint_key(tmp_path):
+    import os
+    import shutil
+
+    from asbsr.checkpoint import LEGACY_TRAIN_DIGEST
+    from asbsr.data import DATA_DIR, image_paths, set_digest
+
+    assert set_digest("train") == LEGACY_TRAIN_DIGEST  # the zoo's keys hold while data/train does
+    folder = tmp_path / "photos"
+    shutil.copytree(DATA_DIR / "train", folder)
+    config = make_config("smoke", {"data.train": str(folder)})
+    keys = {stage: stage_key(config, stage) for stage in (1, 2)}
+    first = image_paths(str(folder))[0]
+    os.utime(first, ns=(1, 1))  # same bytes, another time stamp: the same photos
+    assert {stage: stage_key(config, stage) for stage in (1, 2)} == keys
+    seen = set(keys.values())
+    data = bytearray(first.read_bytes())
+    data[-20] ^= 1  # one changed byte
+    first.write_bytes(bytes(data))
+    for change in ("changed", "removed", "added"):
+        if change == "removed":
+            first.unlink()
+        if change == "added":
+            shutil.copyfile(DATA_DIR / "val" / "dogs.png", folder / "dogs.png")
+        now = {stage_key(config, stage) for stage in (1, 2)}
+        assert not now & seen, change
+        seen |= now
+    with pytest.raises(CheckpointError, match="training photos"):
+        stage_key(make_config("smoke", {"data.train": str(tmp_path / "gone")}), 1)
+
+
+def test_every_zoo_model_is_keyed_by_the_config_and_photos_it_was_trained_with():
+    """A change of the training photos (or of a key's meaning) without retraining the zoo fails
+    here: the stored keys must be what the stored configs hash to today."""
+    from asbsr.config import from_dict
+    from asbsr.zoo import ZOO_DIR, read_manifest
+
+    manifest = read_manifest(ZOO_DIR)
+    for name, entry in manifest["models"].items():
+        stored = load_checkpoint(ZOO_DIR / entry["file"], map_location="cpu")
+        config = from_dict(stored["config"])
+        assert stage_key(config, 2) == entry["key"] == stored["key"], name
+        if entry.get("stage1"):
+            assert stage_key(config, 1) == entry["stage1"], name
+            assert entry["stage1"] in manifest["stage1"], name
