@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipe = commands.add_parser("pipeline", help="run the notebooks with papermill",
                                add_help=False)
     pipe.set_defaults(handler=None)
+    data = commands.add_parser("data", help="download DIV2K's HR images, verified and resumable "
+                               "(asbsr data div2k DIR)", add_help=False)
+    data.set_defaults(handler=None)
     return parser
 
 
@@ -272,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["pipeline"]:
         from asbsr.pipeline import main as pipeline_main
         return pipeline_main(argv[1:])
+    if argv[:1] == ["data"]:
+        from asbsr.download import main as download_main
+        return download_main(argv[1:], prog="asbsr data")
     parser = build_parser()
     args = parser.parse_args(argv)
     from asbsr.checkpoint import CheckpointError
