@@ -85,6 +85,10 @@ class Stage1Config:
     # pixels: the degradation is the same everywhere, and more pixels mean a less noisy target.
     target_context: int = 0
     target_taper: int = 0
+    # Eq. 3's positive pair: two crops of one photo under one degradation ("same_photo", the
+    # paper's), or crops of two different photos under it ("other_photo", an ablation that
+    # leaves E no shared content to match the pair by)
+    positive_pair: str = "same_photo"
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,8 @@ def validate(config: Config) -> None:
     need(0 <= config.stage1.target_taper, "stage1.target_taper must be >= 0")
     need(config.model.head in ("lte", "liif", "metasr", "srno"),
          "model.head must be one of lte, liif, metasr, srno")
+    need(config.stage1.positive_pair in ("same_photo", "other_photo"),
+         "stage1.positive_pair must be 'same_photo' or 'other_photo'")
     need(config.stage1.schedule in ("constant", "cosine"), "stage1.schedule must be 'constant' or 'cosine'")
     need(config.stage2.schedule in ("cosine", "step"), "stage2.schedule must be 'cosine' or 'step'")
     need(all(k % 2 == 1 and k >= 1 for k in config.degradation.kernel_sizes),
@@ -298,6 +304,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "encoder.projector_bias": True,
     "encoder.normalise": False,
     "stage1.schedule": "constant",
+    "stage1.positive_pair": "same_photo",
 }
 
 

@@ -114,6 +114,12 @@ def _draw(hr_images, patch, cfg, generator) -> tuple[torch.Tensor, Degradation, 
     return image, degradation, side
 
 
+def _other(hr_images, image, generator) -> torch.Tensor:
+    """A photo of ``hr_images`` other than ``image``, uniformly (``image`` itself if it is alone)."""
+    others = [other for other in hr_images if other is not image]
+    return others[_randint(len(others), generator)] if others else image
+
+
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad an odd ``(k, k)`` kernel to ``(size, size)``, keeping its centre in the middle."""
     pad = (size - kernel.shape[-1]) // 2
@@ -128,6 +134,7 @@ def sample_pairs(
     generator: torch.Generator,
     context: int = 0,
     taper: int = 0,
+    other_photo: bool = False,
 ) -> PairBatch:
     """Stage-1 batch (Section 3.1): for each sample one HR image, one degradation, two crops.
 
@@ -141,6 +148,10 @@ def sample_pairs(
     ``lr_space_kernel``), and ``lr1`` / ``clean1`` are a random ``p x p`` window of it. The
     degradation is the same over the region, so its kernel is estimated from
     ``(context / p)²`` times more pixels. Images must then be ``round(context * max scale)``.
+
+    ``other_photo`` (a deviation, off by default): ``lr2`` is cropped from another photo than
+    ``lr1`` (drawn uniformly among the others), degraded the same way, so that the pair shares
+    its degradation and nothing else.
     """
     _check_inputs(hr_images, batch, max(patch, context), cfg)
     lr1, lr2, clean1, k_l, k_h, degradations = [], [], [], [], [], []
@@ -156,11 +167,13 @@ def sample_pairs(
             top, left = _randint(context - patch + 1, generator), _randint(context - patch + 1, generator)
             lr1.append(big[0, :, top:top + patch, left:left + patch])
             clean1.append(big_clean[0, :, top:top + patch, left:left + patch])
-            crop = _random_crop(image, side, generator)[None]
+            crop = _random_crop(_other(hr_images, image, generator) if other_photo else image,
+                                side, generator)[None]
             lr2.append(degrade(crop, kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
                                generator, size=(patch, patch))[0])
         else:
-            crops = torch.stack([_random_crop(image, side, generator) for _ in range(2)])
+            second = _other(hr_images, image, generator) if other_photo else image
+            crops = torch.stack([_random_crop(image, side, generator), _random_crop(second, side, generator)])
             lr = degrade(crops, kernel, degradation.scale, degradation.mode, cfg.noise_sigma,
                          generator, size=(patch, patch))
             lr1.append(lr[0])

@@ -183,7 +183,8 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
             hr_images = training_images(config, device)
         simsiam.train(), estimator.train()
         batch = sample_pairs(hr_images, cfg1.batch_size, cfg1.patch_size, config.degradation, generator,
-                             cfg1.target_context, cfg1.target_taper)
+                             cfg1.target_context, cfg1.target_taper,
+                             other_photo=cfg1.positive_pair == "other_photo")
         lr1, lr2 = batch.lr1.to(device), batch.lr2.to(device)
         k_true = kernel_target(batch, target, config.degradation.lr_kernel_size).to(device)
         with autocast(device):

@@ -38,25 +38,26 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def run(name: str, preset: str, overrides: dict, milestones: list[int], work: Path, out: Path,
-        per_photo: int) -> None:
+        per_photo: int, probe_sets: list[str]) -> None:
     config = make_config(preset, {**overrides, "stage1.steps": max(milestones),
                                   "stage1.checkpoint_every": 10 ** 9})
-    images = [image for set_name in PROBE_SETS for image in load_set(set_name)]
+    images = [image for set_name in probe_sets for image in load_set(set_name)]
     probe = probe_set(images, per_photo=per_photo, seed=0)
     done = set()
     if out.exists():
-        done = {(row["name"], row["step"]) for row in map(json.loads, out.read_text().splitlines())}
+        done = {(row["name"], row["step"], tuple(row.get("probe_sets", PROBE_SETS)))
+                for row in map(json.loads, out.read_text().splitlines())}
     step = 0
     for milestone in sorted(milestones):
         started = time.perf_counter()
         result = train_stage1(config, work, device="cpu", progress=False,
                               stop_after=max(milestone - step, 0))
         step = result.history["step"][-1]
-        if (name, step) in done:
+        if (name, step, tuple(probe_sets)) in done:
             continue
         numbers = probe_stage1(result.encoder, result.estimator, probe, trend_images=images[:4])
         row = {"name": name, "preset": preset, "overrides": overrides, "step": step,
-               "pairs": step * config.stage1.batch_size,
+               "pairs": step * config.stage1.batch_size, "probe_sets": probe_sets,
                "train_seconds": round(result.history["wall_seconds"][0], 1),
                "kernel_l1_last100": sum(result.history["kernel"][-100:]) / len(result.history["kernel"][-100:]),
                **{k: round(v, 4) for k, v in numbers.items()}}
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/stage1_levers"))
     parser.add_argument("--out", type=Path, default=HERE / "stage1_levers.jsonl")
     parser.add_argument("--per-photo", type=int, default=16)
+    parser.add_argument("--probe-sets", nargs="+", default=list(PROBE_SETS),
+                        help="named sets or folders of photos to probe on (none may be trained on)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="store_true", help="print the Markdown table of --out")
     args = parser.parse_args()
@@ -94,7 +97,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     run(args.name, args.preset, parse_sets(args.set), [int(v) for v in args.at.split(",")],
-        args.work / args.name, args.out, args.per_photo)
+        args.work / args.name, args.out, args.per_photo, args.probe_sets)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,22 @@ def test_guard_the_degradation_branch_learns():
     numbers = probe_stage1(result.encoder, result.estimator, probe)
     assert numbers["kernel_rho"] >= 0.25, numbers
     assert numbers["reblur_gain"] >= 0.25, numbers
+
+
+def test_other_photo_pairs_share_the_degradation_and_nothing_else():
+    from asbsr.sampling import sample_pairs
+
+    cfg = make_config("smoke").degradation
+    flat, noisy = torch.full((3, 160, 160), 0.5), torch.rand(3, 160, 160, generator=torch.Generator().manual_seed(1))
+    same = sample_pairs([flat, noisy], 16, 32, cfg, torch.Generator().manual_seed(0))
+    other = sample_pairs([flat, noisy], 16, 32, cfg, torch.Generator().manual_seed(0), other_photo=True)
+    textured = lambda lr: lr.flatten(1).std(dim=1) > 1e-3  # noqa: E731  (a crop of `noisy`)
+    assert torch.equal(textured(same.lr1), textured(same.lr2))  # one photo per pair
+    assert torch.equal(textured(other.lr1), ~textured(other.lr2))  # the other photo, always
+    # the default stream is the paper's pair, unchanged by the option's existence
+    again = sample_pairs([flat, noisy], 16, 32, cfg, torch.Generator().manual_seed(0), other_photo=False)
+    assert torch.equal(again.lr2, same.lr2)
+    config = make_config("cpu", {"stage1.positive_pair": "other_photo"})
+    assert stage_key(config, 1) != stage_key(make_config("cpu"), 1)
+    with pytest.raises(ValueError, match="positive_pair"):
+        make_config("cpu", {"stage1.positive_pair": "mixed"})
