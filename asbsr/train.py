@@ -19,8 +19,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from asbsr.checkpoint import (
@@ -123,8 +125,13 @@ def _resume(path: Path, models: dict, optimizer, generator: torch.Generator, dev
 
 
 def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_fn, steps: int,
-         every: int, device, progress: bool, stop_after: int | None, parent: str | None = None):
-    """The loop both stages share: resume, step, log, checkpoint atomically, stop when asked."""
+         every: int, device, progress: bool, stop_after: int | None, parent: str | None = None,
+         monitor: Callable[[], dict] | None = None):
+    """The loop both stages share: resume, step, log, checkpoint atomically, stop when asked.
+
+    ``monitor`` (optional) is called at every regular checkpoint and at the end; what it returns
+    is appended, with the step, to ``history["monitor"]`` before the checkpoint is written, so a
+    resumed run continues the same curve."""
     optimizer = torch.optim.Adam(trainable, lr=config.stage1.lr if stage == 1 else config.stage2.lr)
     generator = torch.Generator().manual_seed(config.seed)
     step, history = 0, {}
@@ -151,6 +158,8 @@ def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_f
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "cycle_step"})
         history["wall_seconds"] = [earlier_seconds + time.perf_counter() - started]
         if step % every == 0 or step == steps:
+            if monitor is not None:
+                history.setdefault("monitor", []).append({"step": step, **monitor()})
             _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
     bar.close()
     if step < steps:  # interrupted on purpose: keep what was done
@@ -221,8 +230,13 @@ def kernel_target(batch, target: str, size: int) -> torch.Tensor:
 
 def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, device=None,
                  progress: bool = True, stop_after: int | None = None,
-                 images: list[torch.Tensor] | None = None) -> Stage2Result:
+                 images: list[torch.Tensor] | None = None,
+                 monitor: Callable[[nn.Module], dict] | None = None) -> Stage2Result:
     """Train (or load, or resume) the arbitrary-scale SR module with Eq. 7, E and M frozen.
+
+    ``monitor(model)``, if given, measures the model at every checkpoint (e.g. PSNR on training
+    and validation photos, ``zoo_train.psnr_monitor``) into ``history["monitor"]``; it must not
+    draw from the training generator, and the model is back in training mode for the next step.
 
     The history always records the cycle error (Eq. 6), also for models trained without it, so
     that the effect of the cycle loss can be plotted.
@@ -281,9 +295,17 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
 
     history, status = _run(2, config, path, models, list(model.sr.parameters()), step_fn,
                            cfg2.steps, cfg2.checkpoint_every, device, progress, stop_after,
-                           parent=stage_key(config, 1))
+                           parent=stage_key(config, 1),
+                           monitor=None if monitor is None else lambda: _measure(model, monitor))
     model.eval()
     return Stage2Result(config, model, history, path, status)
+
+
+def _measure(model: nn.Module, monitor: Callable[[nn.Module], dict]) -> dict:
+    """``monitor(model)`` in eval mode without gradients; the training step sets train mode again."""
+    model.eval()
+    with torch.no_grad():
+        return monitor(model)
 
 
 def _lr_grid(predicted: torch.Tensor, side: int) -> torch.Tensor:

@@ -20,11 +20,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from asbsr.benchmark import bicubic_upscaler, degraded_set, evaluate, mean_std, model_upscaler
+import torch
+
+from asbsr.benchmark import (
+    Sample, bicubic_upscaler, degrade_once, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
+)
 from asbsr.checkpoint import checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
+from asbsr.data import load_set
 from asbsr.notebook import PROJECT_ROOT
-from asbsr.train import train_stage2
+from asbsr.sampling import sample_degradation
+from asbsr.train import TRAIN_MAX_SIDE, train_stage2
 from asbsr.zoo import (
     ZOO_DIR, choose_default, export_model, export_stage1, merge_zoo, model_name, read_manifest, update_manifest,
 )
@@ -42,6 +48,44 @@ def validation_scores(upscaler, config, cache_dir: Path) -> dict:
         scores[f"x{scale:g}"] = {"psnr": mean_std([r["psnr"] for r in rows])[0],
                                  "ssim": mean_std([r["ssim"] for r in rows])[0]}
     return scores
+
+
+# Train-vs-validation curves: the central square of every photo, degraded once at one scale.
+CURVE_SCALE, CURVE_CROP = 3.0, 192
+
+
+def curve_samples(set_name: str, config) -> list[Sample]:
+    """The central ``CURVE_CROP`` square of each photo of a set, degraded once at ``CURVE_SCALE``
+    by its own seeded Eq. 1 degradation: small enough to measure at every checkpoint."""
+    samples = []
+    for name, image in load_set(set_name, max_side=TRAIN_MAX_SIDE):
+        height, width = image.shape[-2:]
+        side = min(CURVE_CROP, height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        generator = torch.Generator().manual_seed(image_seed(config.eval.degradation_seed, "curve", name))
+        degradation = sample_degradation(generator, config.degradation, scale=CURVE_SCALE)
+        hr, lr = degrade_once(image[:, top:top + side, left:left + side], degradation)
+        samples.append(Sample(name, hr, lr, degradation))
+    return samples
+
+
+def psnr_monitor(config):
+    """``monitor(model) -> {"train_psnr", "val_psnr"}`` for ``train_stage2``: mean PSNR (Y, shave
+    3) on ``curve_samples`` of the training and of the validation photos, so that the zoo
+    records whether a model overfits its few training photos. ``bicubic`` gives the same two
+    numbers for bicubic interpolation, the curves' floor."""
+    splits = {"train_psnr": curve_samples(config.data.train, config),
+              "val_psnr": curve_samples(config.data.val, config)}
+
+    def mean_psnr(upscaler) -> dict:
+        return {split: round(mean_std([row["psnr"] for row in evaluate(upscaler, samples)])[0], 4)
+                for split, samples in splits.items()}
+
+    def monitor(model) -> dict:
+        return mean_psnr(model_upscaler(model, config.eval.chunk))
+
+    monitor.bicubic = lambda: mean_psnr(bicubic_upscaler)
+    return monitor
 
 
 def thin_history(history: dict, points: int = 150) -> dict:
@@ -108,7 +152,9 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
         if entry and entry["key"] == key:
             print(f"{name}: in the zoo already, skipped", flush=True)
             return
-        result = train_stage2(mconfig, stage1_of(), work / "checkpoints", device=device, progress=progress)
+        monitor = psnr_monitor(mconfig)
+        result = train_stage2(mconfig, stage1_of(), work / "checkpoints", device=device, progress=progress,
+                              monitor=monitor)
         print(f"{name}: {result.status}", flush=True)
         scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig,
                                    work / "benchmark-cache")
@@ -119,6 +165,8 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
             "steps": mconfig.stage2.steps,
             "wall_seconds": result.history.get("wall_seconds"), "command": command,
             "scores": scores, "history": thin_history(result.history),
+            "curves": {"points": result.history.get("monitor", []), "bicubic": monitor.bicubic(),
+                       "scale": CURVE_SCALE, "crop": CURVE_CROP},
         }
 
         def record(manifest):

@@ -240,3 +240,45 @@ def test_without_modulation_stage2_does_not_depend_on_E(tmp_path, images, refere
     assert_same_state(*results[False])  # plain EDSR + LTE: E's output is never used
     trained_sr, untrained_sr = results[True]
     assert any(not torch.equal(a, b) for a, b in zip(trained_sr.parameters(), untrained_sr.parameters()))
+
+
+def test_a_monitor_records_curves_without_changing_the_training(tmp_path, images, reference):
+    config = tiny(**{"stage2.checkpoint_every": 2})
+    seen = []
+
+    def monitor(model):
+        seen.append(model.training)
+        return {"value": float(len(seen))}
+
+    plain = quiet(train_stage2, config, fresh(reference), tmp_path / "plain", images=images)
+    watched = quiet(train_stage2, config, fresh(reference), tmp_path / "watched", images=images,
+                    monitor=monitor)
+    assert_same_state(watched.model.sr, plain.model.sr)  # measuring draws nothing from training
+    assert watched.history["monitor"] == [{"step": 2, "value": 1.0}, {"step": 4, "value": 2.0}]
+    assert seen == [False, False]  # measured in eval mode
+    assert "monitor" not in plain.history
+    # interrupted and resumed, the curve continues where the checkpoint left it
+    quiet(train_stage2, config, fresh(reference), tmp_path / "parts", images=images, monitor=monitor,
+          stop_after=2)
+    resumed = quiet(train_stage2, config, fresh(reference), tmp_path / "parts", images=images,
+                    monitor=monitor)
+    assert [point["step"] for point in resumed.history["monitor"]] == [2, 4]
+    assert_same_state(resumed.model.sr, plain.model.sr)
+
+
+def test_psnr_monitor_measures_train_and_validation_crops_above_nothing(tmp_path, reference, images):
+    from asbsr.zoo_train import CURVE_CROP, curve_samples, psnr_monitor
+
+    config = tiny(**{"data.val": "classic5"})
+    samples = curve_samples("classic5", config)
+    assert len(samples) == 5 and all(max(s.hr.shape[-2:]) <= CURVE_CROP for s in samples)
+    again = curve_samples("classic5", config)
+    assert all(torch.equal(a.lr, b.lr) for a, b in zip(samples, again))  # seeded per photo
+    monitor = psnr_monitor(config)
+    bicubic = monitor.bicubic()
+    assert set(bicubic) == {"train_psnr", "val_psnr"} and 15 < bicubic["val_psnr"] < 45
+    model = quiet(train_stage2, config, fresh(reference), tmp_path / "m", images=images).model
+    with torch.no_grad():
+        measured = monitor(model.eval())
+    assert set(measured) == {"train_psnr", "val_psnr"}
+    assert all(math.isfinite(v) for v in measured.values())
