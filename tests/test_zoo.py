@@ -224,3 +224,32 @@ def test_every_zoo_model_is_keyed_by_the_config_and_photos_it_was_trained_with()
         if entry.get("stage1"):
             assert stage_key(config, 1) == entry["stage1"], name
             assert entry["stage1"] in manifest["stage1"], name
+
+
+def test_zoo_stage1_files_hold_e_and_m_without_the_simsiam_heads(trained, tmp_path):
+    from asbsr.zoo import obtain_stage1
+
+    config, stage1, _ = trained
+    name = export_stage1(stage1, tmp_path)
+    stored = load_checkpoint(tmp_path / name)
+    assert set(stored["models"]) == {"encoder", "estimator"}
+    manifest = read_manifest(tmp_path)
+    manifest["stage1"][stage_key(config, 1)] = {"file": name}
+    write_manifest(manifest, tmp_path)
+    loaded = obtain_stage1(config, tmp_path / "work", zoo=tmp_path, progress=False)
+    assert loaded.status.startswith("loaded zoo stage 1")
+    lr = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    stage1.encoder.eval(), stage1.estimator.eval()
+    with torch.no_grad():
+        expected = stage1.estimator(stage1.encoder(lr))
+        got = loaded.estimator(loaded.encoder(lr))
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-2)  # fp16 storage
+    # a zoo file of the earlier layout (E inside its SimSiam heads) loads as well
+    old = tmp_path / "old.pt"
+    atomic_save({**stored, "models": {"simsiam": stage1.simsiam.state_dict(),
+                                      "estimator": stage1.estimator.state_dict()}}, old)
+    manifest["stage1"][stage_key(config, 1)] = {"file": "old.pt"}
+    write_manifest(manifest, tmp_path)
+    with torch.no_grad():
+        again = obtain_stage1(config, tmp_path / "work", zoo=tmp_path, progress=False)
+        torch.testing.assert_close(again.estimator(again.encoder(lr)), expected)
