@@ -27,7 +27,7 @@ from asbsr.benchmark import (
 )
 from asbsr.checkpoint import checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
-from asbsr.data import load_set
+from asbsr.data import load_set, set_digest
 from asbsr.notebook import PROJECT_ROOT
 from asbsr.sampling import sample_degradation
 from asbsr.train import TRAIN_MAX_SIDE, train_stage2
@@ -162,7 +162,7 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
             "file": export_model(mconfig, result.model, method, zoo, variant), "method": method,
             "variant": variant, "preset": config.preset, "seed": config.seed, "key": key,
             "stage1": stage_key(config, 1) if uses_stage1(mconfig) else None,
-            "steps": mconfig.stage2.steps,
+            "steps": mconfig.stage2.steps, "val_digest": set_digest(mconfig.data.val),
             "wall_seconds": result.history.get("wall_seconds"), "command": command,
             "scores": scores, "history": thin_history(result.history),
             "curves": {"points": result.history.get("monitor", []), "bicubic": monitor.bicubic(),
@@ -184,10 +184,16 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[
     the zoo holds. Several processes may run the same command at once (one per core or GPU): a
     model another process is training is skipped, a stage 1 another is training is waited for."""
     base = make_config(preset, overrides)
-    if "bicubic" not in read_manifest(zoo).get("reference", {}):
+    # bicubic's validation scores, the models' floor: measured again when the photos change
+    validation = set_digest(base.data.val)
+    if read_manifest(zoo).get("reference_val_digest") != validation:
         reference = validation_scores(bicubic_upscaler, base, work / "benchmark-cache")
-        update_manifest(lambda manifest: manifest.setdefault("reference", {}).__setitem__(
-            "bicubic", reference), zoo)
+
+        def record_reference(manifest):
+            manifest.setdefault("reference", {})["bicubic"] = reference
+            manifest["reference_val_digest"] = validation
+
+        update_manifest(record_reference, zoo)
     for seed in seeds:
         config = make_config(preset, {**overrides, "seed": seed})
         # trained or loaded on first use only: a seed whose models are all done needs none

@@ -110,6 +110,20 @@ def test_zoo_driver_skips_finished_and_claimed_work(tiny_overrides, tmp_path, ca
     assert "liif-smoke-s0: trained" in out
     assert sorted(read_manifest(zoo)["models"]) == ["liif-smoke-s0", "lte-smoke-s0",
                                                     "ours-smoke-s0-contrastive_only"]
+    manifest = read_manifest(zoo)
+    from asbsr.data import set_digest
+    assert manifest["reference_val_digest"] == set_digest("val")
+    entry = manifest["models"]["liif-smoke-s0"]
+    assert entry["val_digest"] == set_digest("val")
+    # the train-vs-validation curve: one point per checkpoint, bicubic's beside it
+    assert [p["step"] for p in entry["curves"]["points"]] == [1, 2]
+    assert set(entry["curves"]["bicubic"]) == {"train_psnr", "val_psnr"}
+    # bicubic's scores are measured again when the validation photos are not those it was run on
+    manifest["reference"]["bicubic"] = "stale"
+    manifest["reference_val_digest"] = "another set"
+    write_manifest(manifest, zoo)
+    run(["lte"], [])
+    assert read_manifest(zoo)["reference"]["bicubic"] != "stale"
 
 
 def test_manifest_updates_from_two_writers_keep_both(tmp_path):
