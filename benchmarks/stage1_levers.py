@@ -58,6 +58,7 @@ def run(name: str, preset: str, overrides: dict, milestones: list[int], work: Pa
         numbers = probe_stage1(result.encoder, result.estimator, probe, trend_images=images[:4])
         row = {"name": name, "preset": preset, "overrides": overrides, "step": step,
                "pairs": step * config.stage1.batch_size, "probe_sets": probe_sets,
+               "train_photos": len(load_set(config.data.train)), "probe_photos": len(images),
                "train_seconds": round(result.history["wall_seconds"][0], 1),
                "kernel_l1_last100": sum(result.history["kernel"][-100:]) / len(result.history["kernel"][-100:]),
                **{k: round(v, 4) for k, v in numbers.items()}}
@@ -68,11 +69,12 @@ def run(name: str, preset: str, overrides: dict, milestones: list[int], work: Pa
 
 def table(out: Path) -> str:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    lines = ["| run | overrides | steps | pairs | E probe R² | M ρ | re-blur gain | Fig. 4 trend ρ | photo share | blur share | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | overrides | photos: train / probe | steps | pairs | E probe R² | M ρ | re-blur gain | Fig. 4 trend ρ | photo share | blur share | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sets = " ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
-        lines.append(f"| {r['name']} | {sets} | {r['step']} | {r['pairs']} | {r['probe_r2']:.2f} | "
+        photos = f"{r.get('train_photos', 10)} / {r.get('probe_photos', 13)}"
+        lines.append(f"| {r['name']} | {sets} | {photos} | {r['step']} | {r['pairs']} | {r['probe_r2']:.2f} | "
                      f"{r['kernel_rho']:.2f} | {r['reblur_gain']:+.2f} dB | {r.get('scale_trend', float('nan')):.2f} | "
                      f"{r['photo_share']:.2f} | {r['blur_share']:.2f} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
