@@ -339,3 +339,26 @@ def test_plan_takes_the_most_methods_first_then_every_seed_that_holds_them(monke
     monkeypatch.setattr(results, "zoo_has", lambda config, m: m == "bicubic")
     methods, seeds, note = results.plan(config, ["bicubic", *TABLE1_METHODS])
     assert methods == ["bicubic", "lte", "ours"] and seeds == [0] and "holds none" in note
+
+
+def test_draw_curves_plots_each_recorded_model_and_says_when_none_has_curves():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asbsr.viz.results import draw_curves
+
+    curve = {"points": [{"step": 250, "train_psnr": 26.0, "val_psnr": 28.0},
+                        {"step": 500, "train_psnr": 26.5, "val_psnr": 28.9}],
+             "bicubic": {"train_psnr": 25.0, "val_psnr": 27.0}}
+    fig, ax = plt.subplots()
+    draw_curves(ax, {"ours s0": {"curves": curve}, "old model": {}})
+    lines = ax.get_lines()
+    assert [list(line.get_ydata()) for line in lines[:2]] == [[28.0, 28.9], [26.0, 26.5]]
+    assert list(lines[2].get_ydata()) == [27.0, 27.0]  # bicubic's level
+    assert len(lines) == 3  # the entry without curves draws nothing
+    fig2, empty = plt.subplots()
+    draw_curves(empty, {"old model": {}})
+    assert not empty.get_lines() and "no curves" in empty.texts[0].get_text()
+    plt.close(fig), plt.close(fig2)

@@ -212,3 +212,32 @@ def shave_figure(error: torch.Tensor, shaves: Mapping[str, int], scores: Mapping
     ax.set_xticks([])
     ax.set_yticks([])
     return fig
+
+
+def draw_curves(ax, entries: Mapping[str, Mapping]) -> None:
+    """Train-vs-validation curves of zoo models: ``entries`` maps a label to a manifest entry
+    holding ``"curves"`` (``zoo_train.psnr_monitor``'s points and bicubic's two numbers). Solid:
+    PSNR on the validation crops, dashed: on the training crops, dotted: bicubic's validation
+    PSNR. A training curve that keeps rising while the validation curve falls is overfitting.
+    Entries without curves are skipped; the axis says so when none has any."""
+    drawn = 0
+    for index, (label, entry) in enumerate(entries.items()):
+        curves = entry.get("curves") or {}
+        points = curves.get("points") or []
+        if not points:
+            continue
+        colour = f"C{index % 10}"
+        steps = [p["step"] for p in points]
+        ax.plot(steps, [p["val_psnr"] for p in points], "-o", color=colour, ms=3, label=f"{label}: validation")
+        ax.plot(steps, [p["train_psnr"] for p in points], "--", color=colour, label=f"{label}: training")
+        if "bicubic" in curves:
+            ax.axhline(curves["bicubic"]["val_psnr"], color=colour, ls=":", lw=1)
+        drawn += 1
+    if drawn:
+        ax.set_xlabel("stage-2 step")
+        ax.set_ylabel("PSNR (Y), dB")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no curves recorded for these models", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
