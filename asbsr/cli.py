@@ -218,7 +218,7 @@ def probe_command(args: argparse.Namespace) -> int:
     print("\nE probe R²: ridge from E's representation to log(sqrt(λ1² + λ2²) / s), out of fold by "
           "photo. M ρ: Spearman, RMS radius of k̂_l vs that width. Re-blur gain: mean "
           "PSNR(x↓s ⊗ k̂_l, y) − PSNR(x↓s ⊗ mean k̂_l, y). Trend: Spearman of scale vs the spread "
-          "of k̂_l for fixed k_h (Eq. 4's falls: near −1).")
+          "of k̂_l for fixed k_h (the LR-space Gaussian's: −1).")
     return 0
 
 
