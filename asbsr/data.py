@@ -227,7 +227,7 @@ def set_digest(name_or_folder: str | os.PathLike) -> str:
     path, size and modification time, so repeated keys do not re-read the files.
     """
     paths = image_paths(name_or_folder)
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    stamp = tuple((str(p), stat.st_size, stat.st_mtime_ns) for p in paths for stat in [p.stat()])
     if stamp not in _DIGESTS:
         total = hashlib.sha256()
         for path in paths:

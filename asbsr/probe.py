@@ -262,6 +262,7 @@ def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, "Config"]:
 
     from asbsr.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_state
     from asbsr.train import build_stage1
+    from asbsr.zoo import load_encoder
 
     path = Path(path)
     data = load_checkpoint(path)
@@ -273,9 +274,7 @@ def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, "Config"]:
     config = checkpoint_config(data)
     encoder, simsiam, estimator = build_stage1(config)
     models = data["models"]
-    if "simsiam" in models:
-        load_state(simsiam, models["simsiam"], "implicit predictor E and its SimSiam heads")
-    else:
-        load_state(encoder, models["encoder"], "implicit predictor E")
+    if not load_encoder(models, encoder, simsiam):
+        raise CheckpointError(f"{path} holds no implicit predictor E")
     load_state(estimator, models["estimator"], "kernel estimator M")
     return encoder.float().eval(), estimator.float().eval(), config

@@ -184,15 +184,24 @@ def export_model(config: Config, model: BlindSR, method: str, folder: Path = ZOO
     return name
 
 
-def _build(config: Config, states: dict) -> BlindSR:
-    from asbsr.train import build_blind_sr, build_stage1
-
-    encoder, simsiam, estimator = build_stage1(config)
+def load_encoder(states: dict, encoder, simsiam) -> bool:
+    """Load E from whichever form ``states`` holds it in: inside its SimSiam heads (training
+    checkpoints, zoo files written before the heads were left out) or bare (zoo stage-1 files).
+    Returns False when ``states`` holds no E."""
     if "simsiam" in states:
         load_state(simsiam, states["simsiam"], "implicit predictor E and its SimSiam heads")
     elif "encoder" in states:
         load_state(encoder, states["encoder"], "implicit predictor E")
-    elif uses_stage1(config):
+    else:
+        return False
+    return True
+
+
+def _build(config: Config, states: dict) -> BlindSR:
+    from asbsr.train import build_blind_sr, build_stage1
+
+    encoder, simsiam, estimator = build_stage1(config)
+    if not load_encoder(states, encoder, simsiam) and uses_stage1(config):
         raise CheckpointError("the model uses E and M, but no stage-1 weights came with it")
     if "estimator" in states:
         load_state(estimator, states["estimator"], "kernel estimator M")
@@ -274,10 +283,9 @@ def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False
         return train_stage1(config, folder, device=device, progress=progress)
     data = load_checkpoint(path, map_location=device or "cpu")
     encoder, simsiam, estimator = build_stage1(config)
-    if "simsiam" in data["models"]:
-        load_state(simsiam, data["models"]["simsiam"], "implicit predictor E and its SimSiam heads")
-    else:  # E and M only (the SimSiam heads stay as built: nothing after stage 1 reads them)
-        load_state(encoder, data["models"]["encoder"], "implicit predictor E")
+    # a bare E leaves the SimSiam heads as built: nothing after stage 1 reads them
+    if not load_encoder(data["models"], encoder, simsiam):
+        raise CheckpointError(f"{path} holds no implicit predictor E")
     load_state(estimator, data["models"]["estimator"], "kernel estimator M")
     simsiam.float().eval(), estimator.float().eval()
     device = device or "cpu"
