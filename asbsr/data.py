@@ -4,8 +4,9 @@ Every image tensor in asbsr is ``(3, H, W)`` float32 RGB in ``[0, 1]``. The pape
 DIV2K and tests on Set5/Set14/B100/Urban100; none of them may be downloaded at run time, so the
 repository ships small stand-ins (see ``data/SOURCES.md``):
 
-* ``"train"``    -- 10 CC0 / CC-BY / CC-BY-SA photographs, long side 1024 (DIV2K's role).
-* ``"val"``      -- 3 more such photographs, held out (validation, Table 2).
+* ``"train"``    -- 37 CC0 / CC-BY / CC-BY-SA photographs, long side 640 (DIV2K's role).
+* ``"val"``      -- 16 more such photographs, mostly from other packages than the training
+  photos, held out (model selection, validation scores, Table 2).
 * ``"classic5"`` -- barbara, kodim23, monarch, sail, tulips: classic lossless test images.
 * ``"skimage"``  -- the colour photographs that scikit-image installs with itself.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from asbsr import data
-from asbsr.data import ImageError, image_paths, load_image, load_set, random_crop, read_image, save_image
+from asbsr.data import DATA_DIR, FOLDER_SETS, ImageError, image_paths, load_image, load_set, random_crop, read_image, save_image
 
 
 def rgb_u8(height=6, width=9, seed=0) -> np.ndarray:
@@ -24,7 +25,7 @@ def as_hwc(x: torch.Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------- named sets and folders
 
-@pytest.mark.parametrize("name, count", [("train", 10), ("val", 3), ("classic5", 5), ("skimage", 5)])
+@pytest.mark.parametrize("name, count", [("train", 37), ("val", 16), ("classic5", 5), ("skimage", 5)])
 def test_named_sets_are_rgb_in_unit_range(name, count):
     images = load_set(name)
     assert len(images) == count
@@ -35,7 +36,21 @@ def test_named_sets_are_rgb_in_unit_range(name, count):
         assert min(x.shape[1:]) >= 256, stem  # big enough for HR crops of 48 x 4
         assert x.std() > 0.05, stem  # a photograph, not a flat or broken file
     if name in ("train", "val"):
-        assert all(max(x.shape[1:]) == 1024 for _, x in images)
+        assert all(max(x.shape[1:]) == 640 for _, x in images)
+
+
+def test_every_shipped_image_is_the_file_its_sources_describe():
+    """data/SHA256SUMS (checked by data/prepare_data.py when it rebuilds them) lists exactly the
+    committed images, each with its current digest."""
+    listed = {}
+    for line in (DATA_DIR / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed[name] = digest
+    present = {p.relative_to(DATA_DIR).as_posix(): p for folder in FOLDER_SETS
+               for p in (DATA_DIR / folder).iterdir() if p.suffix == ".png"}
+    assert set(listed) == set(present)
+    for name, path in present.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[name], name
 
 
 def test_train_and_val_do_not_overlap():
@@ -61,7 +76,7 @@ def test_classic5_is_the_untouched_lossless_files():
 def test_every_committed_image_is_listed_in_sources():
     sources = (data.DATA_DIR / "SOURCES.md").read_text(encoding="utf-8")
     files = [p for p in data.DATA_DIR.rglob("*") if p.suffix.lower() in data.IMAGE_SUFFIXES]
-    assert len(files) == 18
+    assert len(files) == 58
     for path in files:
         assert path.relative_to(data.DATA_DIR).as_posix() in sources, path
 
