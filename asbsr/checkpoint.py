@@ -31,9 +31,9 @@ from asbsr.data import set_digest
 
 FORMAT = "asbsr-v1"
 
-# The digest of data/train as every model of the zoo was trained on it (10 photos, long side
-# 1024). Keys made from those photos leave the digest out, as keys did before it was part of
-# them; any other training set puts its digest in the key.
+# The digest of the first data/train (10 photos, long side 1024), on which the zoo's first models
+# were trained. Keys made from those photos leave the digest out, as keys did before it was part
+# of them; any other training set, today's included, puts its digest in the key.
 LEGACY_TRAIN_DIGEST = "a16025929c465d1c"
 
 
@@ -49,15 +49,17 @@ def uses_stage1(config: Config) -> bool:
     return bool(config.model.modulation or config.model.deblur or config.stage2.cycle_weight > 0)
 
 
-def stage_key(config: Config, stage: int) -> str:
+def stage_key(config: Config, stage: int, train_digest: str | None = None) -> str:
     """``{preset}-{hash}``: the hash of the config sections that determine the stage's weights
-    and of the digest of the training photos (left out for the zoo's own training set)."""
+    and of the digest of the training photos (left out for the first training set,
+    ``LEGACY_TRAIN_DIGEST``). ``train_digest`` names the photos a stored model was trained on
+    when they are no longer on disk; by default the digest of ``config.data.train`` is taken."""
     if stage == 1:
         sections = STAGE1_SECTIONS
     else:
         sections = STAGE2_SECTIONS if uses_stage1(config) else STAGE1_FREE_SECTIONS
     try:
-        digest = set_digest(config.data.train)
+        digest = train_digest or set_digest(config.data.train)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot name a checkpoint: the training photos "
                               f"{config.data.train!r} are not readable ({error})") from error

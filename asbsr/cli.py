@@ -211,7 +211,7 @@ def probe_command(args: argparse.Namespace) -> int:
     reference = reference_numbers(probe)
     handmade = grouped_ridge_r2(handmade_features(patches.lr), width.log(), probe.groups)
     print(f"| hand-made features (reference) | {handmade:.2f} | | | | | |")
-    print(f"| Eq. 4's k_l itself (M's target) | | {reference['k_l_rho']:.2f} | "
+    print(f"| Eq. 4's k_l itself (the paper's target for M) | | {reference['k_l_rho']:.2f} | "
           f"{reference['k_l_gain']:+.2f} dB | | | |")
     print(f"| analytic LR Gaussian (oracle) | | {reference['analytic_rho']:.2f} | "
           f"{reference['analytic_gain']:+.2f} dB | | | |")

@@ -128,6 +128,7 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
             entry = {
                 "file": export_stage1(result, zoo), "variant": label, "preset": config.preset,
                 "seed": config.seed, "steps": config.stage1.steps,
+                "train_digest": set_digest(config.data.train),
                 "final_losses": {k: round(v[-1], 5) for k, v in result.history.items()
                                  if k in ("loss", "contrastive", "kernel")},
                 "wall_seconds": result.history.get("wall_seconds"),
@@ -162,7 +163,8 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
             "file": export_model(mconfig, result.model, method, zoo, variant), "method": method,
             "variant": variant, "preset": config.preset, "seed": config.seed, "key": key,
             "stage1": stage_key(config, 1) if uses_stage1(mconfig) else None,
-            "steps": mconfig.stage2.steps, "val_digest": set_digest(mconfig.data.val),
+            "steps": mconfig.stage2.steps, "train_digest": set_digest(mconfig.data.train),
+            "val_digest": set_digest(mconfig.data.val),
             "wall_seconds": result.history.get("wall_seconds"), "command": command,
             "scores": scores, "history": thin_history(result.history),
             "curves": {"points": result.history.get("monitor", []), "bicubic": monitor.bicubic(),
