@@ -8,7 +8,7 @@ it summarises. Every outcome of every function is tested (``tests/test_verdicts.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 
 def _signed(value: float, unit: str, digits: int) -> str:
@@ -51,29 +51,6 @@ def against_paper(name: str, ours: float, low: float, high: float, paper: float,
              f"outside our interval [{_signed(low, '', digits)}, {_signed(high, '', digits)}]")
     return (f"{name}: the paper reports {_signed(paper, unit, digits)}, we measure "
             f"{_signed(ours, unit, digits)}; the paper's value lies {where}.")
-
-
-def threshold(name: str, value: float, floor: float, unit: str = "", digits: int = 2,
-              claim: str = "") -> str:
-    """A number against the level it must reach to support ``claim`` (a clause, e.g. "M follows
-    the blur"): the claim is made only when the number reaches it."""
-    level = f"{name} is {_plain(value, unit, digits)}"
-    if value >= floor:
-        return f"{level}, at or above {_plain(floor, unit, digits)}" + (f": {claim}." if claim else ".")
-    return (f"{level}, below {_plain(floor, unit, digits)}" +
-            (f": this does not show that {claim}." if claim else "."))
-
-
-def ranking(values: Mapping[str, float], unit: str = "dB", digits: int = 2,
-            higher_is_better: bool = True) -> str:
-    """Order named numbers from best to worst, with each one's gap to the best."""
-    if not values:
-        return "No numbers to rank."
-    ordered = sorted(values.items(), key=lambda kv: kv[1], reverse=higher_is_better)
-    best_name, best = ordered[0]
-    rest = [f"{name} {_plain(v, unit, digits)} ({_signed(v - best, '', digits)})" for name, v in ordered[1:]]
-    return (f"Best: {best_name} ({_plain(best, unit, digits)})" +
-            (f"; then {', '.join(rest)}." if rest else "."))
 
 
 def all_above(name: str, values: Sequence[float], floor: float, labels: Sequence[str],

@@ -25,21 +25,6 @@ def test_against_paper_places_the_papers_value():
     assert "lies outside" in verdicts.against_paper("cycle", -0.03, -0.07, 0.0, 0.12)
 
 
-def test_threshold_makes_the_claim_only_when_the_number_reaches_it():
-    yes = verdicts.threshold("ρ", 0.8, 0.5, claim="M follows the blur")
-    assert yes == "ρ is 0.80, at or above 0.50: M follows the blur."
-    no = verdicts.threshold("ρ", 0.2, 0.5, claim="M follows the blur")
-    assert no == "ρ is 0.20, below 0.50: this does not show that M follows the blur."
-    assert verdicts.threshold("gain", 1.0, 0.0, unit="dB") == "gain is 1.00 dB, at or above 0.00 dB."
-
-
-def test_ranking_orders_from_best():
-    assert verdicts.ranking({"a": 1.0, "b": 3.0, "c": 2.0}) == "Best: b (3.00 dB); then c 2.00 dB (-1.00), a 1.00 dB (-2.00)."
-    assert verdicts.ranking({"a": 1.0, "b": 3.0}, higher_is_better=False).startswith("Best: a")
-    assert verdicts.ranking({"a": 1.0}) == "Best: a (1.00 dB)."
-    assert verdicts.ranking({}) == "No numbers to rank."
-
-
 def test_all_above_names_what_falls_short():
     assert verdicts.all_above("gain", [0.5, 1.0], 0.0, ["x2", "x3"]) == "gain: every value is above 0.00 dB (lowest 0.50 dB)."
     assert verdicts.all_above("gain", [0.5, -1.0], 0.0, ["x2", "x3"]) == "gain: below 0.00 dB at x3 (-1.00 dB)."
