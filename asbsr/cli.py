@@ -1,7 +1,7 @@
 """The ``asbsr`` command.
 
     asbsr upscale IN.png OUT.png --scale 3.6      (or --size W H)
-    asbsr scores [MODEL ...] [--all]              (zoo models vs bicubic on the validation photos)
+    asbsr scores [MODEL ...] [--all] [--record]   (zoo models vs bicubic on the validation photos)
     asbsr probe [MODEL ...] [--photos SET|FOLDER ...]  (does E read the blur, does M estimate k_l?)
     asbsr pipeline --preset cpu                   (the notebooks through papermill)
 
@@ -124,11 +124,14 @@ def upscale_command(args: argparse.Namespace) -> int:
 
 def scores_command(args: argparse.Namespace) -> int:
     """Re-measure zoo models on the validation photos at x2, x3, x4 against bicubic, exactly as
-    the zoo driver scored them when it trained them, and print a Markdown table."""
+    the zoo driver scored them when it trained them, and print a Markdown table. With
+    ``--record`` the new scores replace the stored ones (with the digest of today's photos), and
+    the zoo's default models are chosen again from them."""
     import tempfile
 
     from asbsr.benchmark import bicubic_upscaler, model_upscaler
-    from asbsr.zoo import ZOO_DIR, default_name, load_model, read_manifest
+    from asbsr.data import set_digest
+    from asbsr.zoo import ZOO_DIR, choose_default, default_name, load_model, read_manifest, update_manifest
     from asbsr.zoo_train import VALIDATION_SCALES, validation_scores
 
     zoo = Path(args.zoo) if args.zoo else ZOO_DIR
@@ -150,6 +153,7 @@ def scores_command(args: argparse.Namespace) -> int:
                  if stored else "")
         print(f"| {label} | " + " | ".join(cells) + f" | {drift} |", flush=True)
 
+    measured = {}
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(args.cache) if args.cache else Path(scratch)
         first = None
@@ -157,14 +161,29 @@ def scores_command(args: argparse.Namespace) -> int:
             model, config = load_model(zoo / manifest["models"][name]["file"], device=args.device)
             if first is None:
                 first = config
-                row("bicubic", validation_scores(bicubic_upscaler, config, cache),
-                    manifest.get("reference", {}).get("bicubic"))
+                measured["bicubic"] = validation_scores(bicubic_upscaler, config, cache)
+                row("bicubic", measured["bicubic"], manifest.get("reference", {}).get("bicubic"))
             upscaler = model_upscaler(model, config.eval.chunk, config.degradation.scale_range[1])
-            row(name, validation_scores(upscaler, config, cache), manifest["models"][name].get("scores"))
+            measured[name] = validation_scores(upscaler, config, cache)
+            row(name, measured[name], manifest["models"][name].get("scores"))
     print(f"\nthe '{first.data.val}' photos, one degradation per photo (seed "
           f"{first.eval.degradation_seed}); Y channel, shave ceil(scale). 'stored - now' compares "
           "with the scores the zoo driver recorded from the fp32 weights at training time; the zoo "
           "holds them in fp16.")
+    if args.record:
+        digest = set_digest(first.data.val)
+
+        def record(manifest):
+            for name in names:
+                manifest["models"][name].update(scores=measured[name], val_digest=digest,
+                                                scored_from="fp16 zoo file")
+            manifest.setdefault("reference", {})["bicubic"] = measured["bicubic"]
+            manifest["reference_val_digest"] = digest
+            choose_default(manifest)
+
+        manifest = update_manifest(record, zoo)
+        print(f"recorded in {zoo}: {len(names)} models scored on '{first.data.val}' ({digest}); "
+              f"default {manifest.get('default')}, on a CPU {manifest.get('default_cpu')}")
     return 0
 
 
@@ -174,7 +193,7 @@ def probe_command(args: argparse.Namespace) -> int:
     from asbsr.data import load_set
     from asbsr.probe import (
         PROBE_SETS, grouped_ridge_r2, handmade_features, load_stage1, lr_blur_width, probe_set,
-        probe_stage1, reference_numbers,
+        probe_stage1, reference_numbers, unique_photos,
     )
     from asbsr.zoo import ZOO_DIR, default_name, model_path
 
@@ -192,7 +211,7 @@ def probe_command(args: argparse.Namespace) -> int:
         except KeyError as error:
             raise UsageError(error.args[0]) from None
     photos = args.photos or list(PROBE_SETS)
-    images = [image for set_name in photos for image in load_set(set_name)]
+    images = unique_photos([image for set_name in photos for image in load_set(set_name)])
     try:
         probe = probe_set(images, per_photo=args.per_photo, seed=args.seed)
     except ValueError as error:
@@ -250,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--zoo", help="zoo folder (default: the shipped one)")
     scores.add_argument("--cache", help="keep the degraded validation images here")
     scores.add_argument("--device", default="cpu")
+    scores.add_argument("--record", action="store_true",
+                        help="store the new scores in the zoo and choose its default models again")
     scores.set_defaults(handler=scores_command)
     probe = commands.add_parser("probe", help="does E read the blur and M estimate k_l, on photos "
                                 "no model trains on")

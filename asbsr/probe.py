@@ -54,6 +54,17 @@ class ProbeSet(NamedTuple):
     names: list[str]  # photo names, indexed by ``groups``
 
 
+def unique_photos(images: Sequence[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+    """``images`` without repeats: a photo whose name and pixels equal an earlier one's is dropped
+    (``val`` holds copies of four ``skimage`` photos). Same name, other pixels: both are kept."""
+    kept: list[tuple[str, torch.Tensor]] = []
+    for name, image in images:
+        if not any(name == seen and image.shape == other.shape and torch.equal(image, other)
+                   for seen, other in kept):
+            kept.append((name, image))
+    return kept
+
+
 def probe_set(images: Sequence[tuple[str, torch.Tensor]], per_photo: int = 16, seed: int = 0,
               patch: int = PROBE_PATCH, scales: tuple[float, float] = PROBE_SCALES,
               cfg: DegradationConfig | None = None) -> ProbeSet:

@@ -105,8 +105,14 @@ CPU_SIZED_PRESETS = ("smoke", "cpu")
 
 def choose_default(manifest: dict) -> None:
     """``asbsr upscale``'s defaults: ``default``, the "ours" model (paper stage 1) with the best
-    x4 PSNR, and ``default_cpu``, the best of those sized for a CPU (used when running on one)."""
-    ours = [n for n, e in manifest["models"].items() if e["method"] == "ours" and not e.get("variant")]
+    x4 PSNR, and ``default_cpu``, the best of those sized for a CPU (used when running on one).
+
+    Scores measured on other validation photos than the zoo's reference (``val_digest`` differs
+    from ``reference_val_digest``) are not compared with the rest while any model has scores on
+    the reference photos."""
+    ours = [n for n, e in manifest["models"].items() if e.get("method") == "ours" and not e.get("variant")]
+    current = [n for n in ours if manifest["models"][n].get("val_digest") == manifest.get("reference_val_digest")]
+    ours = current or ours
     best = lambda names: max(names, key=lambda n: manifest["models"][n]["scores"]["x4"]["psnr"])
     if ours:
         manifest["default"] = best(ours)

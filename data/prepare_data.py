@@ -17,11 +17,15 @@ apt configuration that leaves the system's apt state alone (``apt.conf`` setting
     unzip sporco-0.2.2.post1-py3-none-any.whl -d wheel/
     cd .. && python data/prepare_data.py debs debs/wheel/sporco/data
 
+Four validation photos come from scikit-image's own data folder (the PyPI wheel of
+scikit-image 0.26.0, which asbsr installs; ``--skimage-data`` names another copy of that folder).
+
 Each ``.deb`` is unpacked with ``dpkg-deb -x`` into ``debs/<package>/``. Photos are converted to
 RGB, downscaled with PIL's antialiased Lanczos filter so that the long side is ``LONG_SIDE``
 pixels (each side rounded to the nearest pixel) and written as PNG with no metadata (no ICC
 profile, EXIF or text chunks: the pixels are all that is stored); the five sporco PNGs are copied
-byte for byte. Every written file is then checked against ``data/SHA256SUMS``; with ``--write-sums``
+byte for byte; the four scikit-image photos keep their size (long side 451-640 px) and are
+re-encoded as PNG from their pixels alone. Every written file is then checked against ``data/SHA256SUMS``; with ``--write-sums``
 that file is rewritten instead. See data/SOURCES.md for the origin and license of every file.
 """
 
@@ -118,6 +122,10 @@ PHOTOS = [
     ("val", "european_honey_bee", PALAPELI, "european-honey-bee.jpg"),
     ("val", "maldives_jetty", MALDIVES, "background.jpg"),
 ]
+# (committed stem in val/, file in scikit-image's data folder): its colour photographs with a
+# public-domain or CC0 statement in their skimage.data docstrings
+SKIMAGE_VAL = [("astronaut", "astronaut.png"), ("chelsea", "chelsea.png"), ("coffee", "coffee.png"),
+               ("rocket", "rocket.jpg")]
 CLASSIC5 = ("barbara.png", "kodim23.png", "monarch.png", "sail.png", "tulips.png")
 
 
@@ -135,6 +143,21 @@ def downscale(src: Path, dst: Path, long_side: int = LONG_SIDE) -> tuple[tuple, 
     return (w, h), size
 
 
+def repack(src: Path, dst: Path) -> tuple[int, int]:
+    """Save the RGB pixels of ``src`` alone as PNG at their own size; returns (w, h)."""
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")
+    Image.frombytes("RGB", rgb.size, rgb.tobytes()).save(dst, optimize=True)
+    return rgb.size
+
+
+def installed_skimage_data() -> Path:
+    """The data folder of the installed scikit-image (importing it downloads nothing)."""
+    import skimage.data
+
+    return Path(skimage.data.data_dir)
+
+
 def unpack(debs: Path, package: str) -> Path:
     """``debs/<package>/``, unpacked from its ``.deb`` with ``dpkg-deb -x`` if not there yet."""
     root = debs / package
@@ -147,7 +170,8 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main(debs: Path, sporco_data: Path, write_sums: bool = False) -> int:
+def main(debs: Path, sporco_data: Path, write_sums: bool = False,
+         skimage_data: Path | None = None) -> int:
     written = []
     for folder, stem, (package, inside), original in PHOTOS:
         (HERE / folder).mkdir(exist_ok=True)
@@ -155,6 +179,12 @@ def main(debs: Path, sporco_data: Path, write_sums: bool = False) -> int:
         before, after = downscale(unpack(debs, package) / inside / original, target)
         written.append(target)
         print(f"{folder}/{stem}.png  {before[0]}x{before[1]} -> {after[0]}x{after[1]}")
+    skimage_data = skimage_data or installed_skimage_data()
+    for stem, original in SKIMAGE_VAL:
+        target = HERE / "val" / f"{stem}.png"
+        width, height = repack(skimage_data / original, target)
+        written.append(target)
+        print(f"val/{stem}.png  {width}x{height} from scikit-image's {original}, size kept")
     (HERE / "classic5").mkdir(exist_ok=True)
     for name in CLASSIC5:
         shutil.copyfile(sporco_data / name, HERE / "classic5" / name)
@@ -176,6 +206,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("debs", type=Path, help="folder holding the .deb files")
     parser.add_argument("sporco_data", type=Path, help="sporco/data of the unpacked wheel")
+    parser.add_argument("--skimage-data", type=Path,
+                        help="scikit-image's data folder (default: the installed scikit-image's)")
     parser.add_argument("--write-sums", action="store_true", help="rewrite data/SHA256SUMS")
     args = parser.parse_args()
-    raise SystemExit(main(args.debs, args.sporco_data, args.write_sums))
+    raise SystemExit(main(args.debs, args.sporco_data, args.write_sums, args.skimage_data))

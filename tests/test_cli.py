@@ -215,7 +215,8 @@ def test_console_script_is_installed(trained, images, tmp_path):
 
 def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, tmp_path, capsys):
     from asbsr.benchmark import bicubic_upscaler, model_upscaler
-    from asbsr.zoo import export_stage1, load_model, update_manifest
+    from asbsr.data import set_digest
+    from asbsr.zoo import export_stage1, load_model, read_manifest, update_manifest
     from asbsr.zoo_train import validation_scores
 
     config, stage1, stage2 = trained
@@ -239,6 +240,16 @@ def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, 
     update_manifest(lambda m: m.update(default="nothing-gpu-s0", default_cpu="ours-smoke-s0"), tmp_path)
     assert main(["scores", "--zoo", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
     assert "| ours-smoke-s0 |" in capsys.readouterr().out
+    # --record: the measured scores replace the stored ones, with the digest of the photos
+    assert main(["scores", "--zoo", str(tmp_path), "--all", "--record"]) == 0
+    assert "recorded in" in capsys.readouterr().out
+    manifest = read_manifest(tmp_path)
+    entry = manifest["models"]["ours-smoke-s0"]
+    assert entry["scores"]["x3"]["psnr"] == pytest.approx(stored["x3"]["psnr"] - 0.25)
+    assert entry["val_digest"] == manifest["reference_val_digest"] == set_digest(config.data.val)
+    assert main(["scores", "--zoo", str(tmp_path), "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("| ours-smoke-s0 |")).endswith("| 0.000 dB |")
 
 
 def test_default_model_follows_the_device_and_model_picks_any_zoo_model(images, tmp_path, capsys):

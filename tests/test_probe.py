@@ -9,7 +9,7 @@ from asbsr.analysis import kernel_spread
 from asbsr.data import load_set
 from asbsr.probe import (
     analytic_lr_kernels, grouped_ridge_r2, handmade_features, lr_blur_width, probe_set, rank,
-    reblur_gain, spearman, variance_share,
+    reblur_gain, spearman, unique_photos, variance_share,
 )
 
 
@@ -34,6 +34,14 @@ def test_probe_set_refuses_small_photos_and_single_photos():
         probe_set([("a", torch.rand(3, 100, 300)), ("b", torch.rand(3, 300, 300))])
     with pytest.raises(ValueError, match="at least 2 photos"):
         probe_set([("a", torch.rand(3, 300, 300))])
+
+
+def test_unique_photos_drops_repeats_of_name_and_pixels_only():
+    a, b = torch.rand(3, 8, 8), torch.rand(3, 8, 8)
+    kept = unique_photos([("a", a), ("b", b), ("a", a.clone()), ("a", b), ("c", a)])
+    assert [name for name, _ in kept] == ["a", "b", "a", "c"]
+    shipped = unique_photos(load_set("val") + load_set("skimage"))
+    assert len(shipped) == 21  # val's copies of astronaut, chelsea, coffee, rocket count once
 
 
 def test_the_analytic_lr_gaussian_scores_high_and_a_constant_kernel_exactly_zero(probe):
@@ -108,7 +116,7 @@ def test_probe_command_prints_the_table_and_refuses_unknown_models(capsys):
 
     assert main(["probe", "ours-cpu-s0", "--photos", "val", "classic5", "--per-photo", "4"]) == 0
     out = capsys.readouterr().out
-    assert "21 photos (val, classic5), 4 patches each of 48 LR pixels" in out
+    assert "25 photos (val, classic5), 4 patches each of 48 LR pixels" in out
     row = next(line for line in out.splitlines() if line.startswith("| ours-cpu-s0 |"))
     assert row.count("|") == 8 and " dB |" in row
     assert "| analytic LR Gaussian (oracle) |" in out

@@ -172,6 +172,22 @@ def test_merge_adds_new_models_once_and_picks_the_best_default(tmp_path):
     assert not list(here.glob("*.tmp"))
 
 
+def test_defaults_compare_only_scores_on_the_reference_photos():
+    from asbsr.zoo import choose_default
+
+    models = {**_ours("ours-gpu-s0", "g", "g1", 30.5), **_ours("ours-cpu-s0", "c", "c1", 30.4),
+              **_ours("ours-cpu-s1", "c", "c1", 31.0)}
+    for name, digest in [("ours-gpu-s0", "new"), ("ours-cpu-s0", "new"), ("ours-cpu-s1", "old")]:
+        models[name]["val_digest"] = digest
+    manifest = {"models": models, "reference_val_digest": "new"}
+    choose_default(manifest)
+    # ours-cpu-s1's 31.0 was measured on other photos: not compared
+    assert (manifest["default"], manifest["default_cpu"]) == ("ours-gpu-s0", "ours-cpu-s0")
+    manifest["reference_val_digest"] = "old"
+    choose_default(manifest)
+    assert (manifest["default"], manifest["default_cpu"]) == ("ours-cpu-s1", "ours-cpu-s1")
+
+
 def test_merge_refuses_a_name_with_another_config_and_a_missing_file(tmp_path):
     from asbsr.zoo import merge_zoo
 
