@@ -104,7 +104,7 @@ def test(python: Path) -> int:
                 return 1
         # The pipeline shares the notebooks' run folder, so it reuses the smoke checkpoints that
         # nbval trained (the config-keyed cache) and tests that reuse too.
-        code = run(python, "-m", "asbsr.pipeline", "--preset", "smoke",
+        code = run(python, "-m", "asbsr.lab.pipeline", "--preset", "smoke",
                    "--run-dir", env["ASBSR_RUN_DIR"], env=env)
         if code != 0:
             say("FAILED: smoke pipeline")
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "test":
         return test(python)
-    return run(python, "-m", "asbsr.pipeline", *argv[1:])
+    return run(python, "-m", "asbsr.lab.pipeline", *argv[1:])
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ and so does adding, removing or changing a training photo.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -28,6 +26,7 @@ from asbsr.config import (
     STAGE1_FREE_SECTIONS, STAGE1_SECTIONS, STAGE2_SECTIONS, Config, config_hash, from_dict,
 )
 from asbsr.data import set_digest
+from asbsr.files import atomic_path
 
 FORMAT = "asbsr-v1"
 
@@ -69,24 +68,6 @@ def stage_key(config: Config, stage: int, train_digest: str | None = None) -> st
 
 def checkpoint_path(folder: str | os.PathLike, config: Config, stage: int) -> Path:
     return Path(folder) / f"stage{stage}-{stage_key(config, stage)}.pt"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary file beside ``path`` for the ``with`` block to write; renamed over ``path``
-    when the block succeeds, removed when it fails: a crash mid-write leaves the previous file
-    intact and no partial file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

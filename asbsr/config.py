@@ -3,10 +3,10 @@
 Four named presets share one code path and differ only in sizes and step counts:
 
 * ``smoke`` -- seconds per notebook, for CI.
-* ``cpu``   -- a learner's 2-core laptop: the whole notebook sequence in about 20 minutes.
+* ``cpu``   -- a learner's 2-core laptop: the whole notebook sequence within 20 minutes.
 * ``gpu``   -- the paper's architecture (EDSR-baseline 16x64, LTE width 256, MLP 256x3, local
-  ensemble), trained for a few minutes on one GPU: 1000 + 3000 steps took 75 + 149 s on an
-  H100 (scripts/gpu_train.sh), the model ``ours-gpu-s0`` of the zoo.
+  ensemble), trained for a few minutes on one GPU (scripts/gpu_train.sh; measured times are in
+  the zoo's manifest and the README).
 * ``paper`` -- the paper's architecture and the authors' schedule (stage 1 ~27k iterations with
   batch 128, stage 2 ~50k iterations with batch 16).
 
@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 PRESETS = ("smoke", "cpu", "gpu", "paper")
+# Presets whose architecture is sized for a CPU: on a CPU the paper-size model (gpu, paper) spends
+# 7-10x the time per output pixel (benchmarks/RESULTS.md), minutes instead of seconds for a photo.
+CPU_SIZED_PRESETS = ("smoke", "cpu")
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,13 @@ class EvalConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per learned method
     chunk: int = 65536  # HR queries per forward pass at inference
     tile: int = 0  # LR tile side for tiled encoding; 0 encodes the whole image at once
+    # What the notebooks measure, sized per preset (the notebooks' parameters override them):
+    stage1_probe_patches: int = 1024  # notebook 02: labelled LR patches for the probes of E
+    kernel_probe_patches: int = 512  # notebook 03: labelled LR patches for M's errors and PSNRs
+    cycle_max_side: int = 0  # notebook 05: long side the validation photos shrink to; 0: full size
+    table_max_side: int = 384  # notebook 06: long side the benchmark images shrink to; 0: full size
+    table2_draws: int = 2  # notebook 06: degradation draws per validation photo for Table 2
+    train_ablation: bool = False  # notebook 06: train the stage-1 ablation when the zoo lacks it
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,8 @@ def _preset_values(name: str) -> dict[str, Any]:
             "model.n_resblocks": 2, "model.n_feats": 16, "model.width": 64, "model.mlp": (64, 64),
             "stage2.batch_size": 8, "stage2.patch_size": 32, "stage2.queries": 1024,
             "stage2.steps": 60, "stage2.checkpoint_every": 20,
-            "eval.seeds": (0,),
+            "eval.seeds": (0,), "eval.stage1_probe_patches": 256, "eval.kernel_probe_patches": 128,
+            "eval.cycle_max_side": 256, "eval.table_max_side": 96, "eval.train_ablation": True,
         }
     if name == "cpu":
         return {}
@@ -170,7 +181,7 @@ def _preset_values(name: str) -> dict[str, Any]:
             "model.mlp": (256, 256, 256), "model.local_ensemble": True,
             "stage2.batch_size": 16, "stage2.steps": 3000, "stage2.lr": 2e-4,
             "stage2.checkpoint_every": 1000,
-            "eval.chunk": 30000,
+            "eval.chunk": 30000, "eval.table_max_side": 0, "eval.table2_draws": 8,
         }
     if name == "paper":
         return {
@@ -182,7 +193,7 @@ def _preset_values(name: str) -> dict[str, Any]:
             "model.mlp": (256, 256, 256), "model.local_ensemble": True,
             "stage2.batch_size": 16, "stage2.steps": 50000, "stage2.lr": 1e-4,
             "stage2.schedule": "step", "stage2.checkpoint_every": 2000,
-            "eval.chunk": 30000,
+            "eval.chunk": 30000, "eval.table_max_side": 0, "eval.table2_draws": 8,
         }
     raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
 

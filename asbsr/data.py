@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+
+from asbsr.files import atomic_path
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -132,9 +133,9 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Write ``image`` (3, H, W) or (1, 3, H, W) in [0, 1] as 8-bit RGB, atomically.
 
     Values are clamped to [0, 1] and rounded to the nearest of 256 levels. The format follows
-    the suffix (.png, .jpg, ...). The file is written to a hidden temporary file in the same
-    folder and moved over ``path`` with ``os.replace``, so a failure never leaves a partial file
-    and an existing file at ``path`` stays intact until the new one is complete.
+    the suffix (.png, .jpg, ...). The write is atomic (``asbsr.files.atomic_path``): a failure
+    never leaves a partial file, and an existing file at ``path`` stays intact until the new one
+    is complete.
     """
     path = Path(path)
     if image.ndim == 4 and image.shape[0] == 1:
@@ -156,18 +157,8 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
         band = band.clamp(0, 1).mul_(255).round_().to(torch.uint8)
         array[top:top + rows] = band.permute(1, 2, 0).cpu().numpy()
     options = {"quality": 95} if fmt == "JPEG" else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(array).save(temp, format=fmt, **options)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format=fmt, **options)
     return path
 
 

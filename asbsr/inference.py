@@ -11,9 +11,12 @@ encoding, for any head with the ``encode`` / ``query`` API.
   of it; with ``halo >= receptive_radius`` a tile's centre equals the untiled encoding, and a tile
   touching the image border sees the same zero padding there as the whole image does.
 
-E is not run here: the caller passes ``rep = E(lr)``, computed on the whole image. The modulation
-is global (one representation per image), so every tile uses the same ``rep`` and tiling stays
-exact (``asbsr.models.blind.BlindSR`` runs E and then this module).
+Given a ``BlindSR`` (E + SR module), ``upscale`` runs E (and, for the DCLS-style baselines, the
+LR-space deconvolution) once on the whole image through ``BlindSR.prepare`` and then the SR
+module; given a bare SR module, the caller passes ``rep = E(lr)``. The modulation is global (one
+representation per image), so every tile uses the same ``rep`` and tiling stays exact. The cell
+clipping beyond the training scales, ``clipped_cell``, and the chunked query loop,
+``query_chunks``, live here only; ``asbsr.tiling`` builds on them.
 """
 
 from __future__ import annotations
@@ -47,27 +50,57 @@ def output_size(lr_size: Sequence[int], scale=None, size=None) -> tuple[int, int
     return int(size[0]), int(size[1])
 
 
-def grid_queries(out_size: Sequence[int], lr_size: Sequence[int],
-                 training_max_scale: float | None = 4.0, device=None, dtype=torch.float32,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_cell(out_size: Sequence[int], lr_size: Sequence[int],
+                 training_max_scale: float | None) -> tuple[float, float]:
+    """The cell ``(2 / H, 2 / W)`` of an ``H x W`` output of an ``h x w`` input, clipped for
+    scales beyond training (LTE's test-time rule): per axis, with the effective scale
+    ``s = H / h``, ``2 / H * max(s / s_max, 1)``, i.e. never smaller than the cell of an ``s_max``
+    upscaling. ``training_max_scale=None`` disables the clipping."""
+    (H, W), (h, w) = out_size, lr_size
+    if training_max_scale is None:
+        return 2.0 / H, 2.0 / W
+    if not training_max_scale > 0:
+        raise ValueError(f"training_max_scale must be > 0, got {training_max_scale!r}")
+    return (2.0 / H * max((H / h) / training_max_scale, 1.0),
+            2.0 / W * max((W / w) / training_max_scale, 1.0))
+
+
+def grid_queries(out_size: Sequence[int], lr_size: Sequence[int], training_max_scale: float | None,
+                 device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries for every pixel of an ``H x W`` output of an ``h x w`` input.
 
     Returns ``coord (H*W, 2)``, the pixel centres ``-1 + (2i + 1) / H`` (row-major), and
-    ``cell (H*W, 2)`` = ``(2 / H, 2 / W)``, clipped for scales beyond training (LTE's test-time
-    rule): per axis, with the effective scale ``s = H / h``, ``cell = 2 / H * max(s / s_max, 1)``,
-    i.e. never smaller than the cell of an ``s_max`` upscaling. ``training_max_scale=None``
-    disables the clipping. With ``out_size == lr_size`` these are the scale-1 queries of the LR
-    grid itself (the cycle of Section 3.4).
+    ``cell (H*W, 2)``, ``clipped_cell`` of the sizes (``training_max_scale=None``: no clipping).
+    With ``out_size == lr_size`` these are the scale-1 queries of the LR grid itself (the cycle
+    of Section 3.4).
     """
-    (H, W), (h, w) = out_size, lr_size
+    H, W = out_size
     coord = make_coord(H, W, device=device, dtype=dtype)
-    cell = torch.tensor([2.0 / H, 2.0 / W], device=device, dtype=dtype)
-    if training_max_scale is not None:
-        if not training_max_scale > 0:
-            raise ValueError(f"training_max_scale must be > 0, got {training_max_scale!r}")
-        factor = [max((H / h) / training_max_scale, 1.0), max((W / w) / training_max_scale, 1.0)]
-        cell = cell * torch.tensor(factor, device=device, dtype=dtype)
+    cell = torch.tensor(clipped_cell(out_size, lr_size, training_max_scale), device=device, dtype=dtype)
     return coord, cell.expand(H * W, 2).clone()
+
+
+def query_chunks(head: nn.Module, features: dict, coord: torch.Tensor, cell: torch.Tensor,
+                 chunk: int, out: torch.Tensor, progress: bool = False) -> torch.Tensor:
+    """``head.query`` of ``coord`` / ``cell`` ``(Q, 2)``, shared by the batch, ``chunk`` queries
+    at a time, written into ``out`` ``(B, Q, 3)`` (in its dtype); returns ``out``."""
+    batch, queries = out.shape[0], coord.shape[0]
+    starts = range(0, queries, chunk)
+    for start in tqdm(starts, desc="upscale", unit="chunk", disable=not progress):
+        stop = min(start + chunk, queries)
+        pred = head.query(features, coord[None, start:stop].expand(batch, -1, -1),
+                          cell[None, start:stop].expand(batch, -1, -1))
+        out[:, start:stop] = pred.to(out.dtype)
+    return out
+
+
+def model_max_scale(model: nn.Module, training_max_scale: float | None = None) -> float | None:
+    """The largest training scale for the cell clipping: ``training_max_scale`` if given, else
+    the model's own ``max_scale`` (a ``BlindSR`` has it from its config), else ``None`` (no
+    clipping, for a bare head without one)."""
+    if training_max_scale is not None:
+        return training_max_scale
+    return getattr(model, "max_scale", None)
 
 
 def required_halo(model: nn.Module) -> int:
@@ -124,19 +157,28 @@ def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, t
     return stitched
 
 
+def check_chunk(chunk) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    return int(chunk)
+
+
 def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
             rep: torch.Tensor | None = None, chunk: int = 65536, tile: int = 0,
-            training_max_scale: float | None = 4.0, progress: bool = False,
+            training_max_scale: float | None = None, progress: bool = False,
             halo: int | None = None) -> torch.Tensor:
     """Super-resolve ``lr`` ``(B, 3, h, w)`` in [0, 1] to ``(B, 3, H, W)`` clamped to [0, 1].
 
     Args:
+        model: a ``BlindSR`` (E runs here, on the whole image, through ``model.prepare``) or a
+            bare SR module with the ``encode`` / ``query`` API (then pass ``rep``).
         scale: upscaling factor (finite, > 0; non-integer allowed): ``H, W = round(h*s), round(w*s)``.
         size: or the output size ``(H, W)`` directly. Exactly one of the two.
-        rep: E's representation ``(B, dim)``, required when ``model.modulated``.
+        rep: E's representation ``(B, dim)``, for a bare modulated SR module.
         chunk: output pixels per query call.
         tile: if > 0, encode in LR tiles of this side (``encode_tiled``, with ``halo``).
-        training_max_scale: the largest training scale, for the cell clipping of ``grid_queries``.
+        training_max_scale: the largest training scale, for the cell clipping of ``grid_queries``;
+            ``None``: the model's own (``model_max_scale``).
         progress: show a tqdm bar over the query chunks.
         halo: LR context per tile side; ``None`` uses ``required_halo(model)`` (exact).
 
@@ -145,27 +187,25 @@ def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
     """
     if lr.dim() != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    chunk = check_chunk(chunk)
     if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
         raise ValueError(f"tile must be an integer >= 0, got {tile!r}")
-    if getattr(model, "modulated", False) and rep is None:
+    max_scale = model_max_scale(model, training_max_scale)
+    head = model
+    if hasattr(model, "prepare"):  # a BlindSR: E (and the deconvolution) on the whole image once
+        lr, rep = model.prepare(lr, rep)
+        head = model.sr
+    if getattr(head, "modulated", False) and rep is None:
         raise ValueError("the model is modulated: pass rep = E(lr), the degradation representation")
     batch, _, h, w = lr.shape
     H, W = output_size((h, w), scale, size)
     # fp32 coordinates (fp64 for an fp64 input): fp16 cannot resolve the pixel centres of a
     # large output.
     dtype = torch.float64 if lr.dtype == torch.float64 else torch.float32
-    coord, cell = grid_queries((H, W), (h, w), training_max_scale, device=lr.device, dtype=dtype)
+    coord, cell = grid_queries((H, W), (h, w), max_scale, device=lr.device, dtype=dtype)
     # no_grad rather than inference_mode: the result is then an ordinary tensor that callers may
     # modify in place or feed to a later autograd computation.
     with torch.no_grad():
-        features = encode_tiled(model, lr, rep, tile, halo) if tile else model.encode(lr, rep)
-        out = lr.new_empty(batch, H * W, 3)
-        starts = range(0, H * W, chunk)
-        for start in tqdm(starts, desc="upscale", unit="chunk", disable=not progress):
-            stop = min(start + chunk, H * W)
-            pred = model.query(features, coord[None, start:stop].expand(batch, -1, -1),
-                               cell[None, start:stop].expand(batch, -1, -1))
-            out[:, start:stop] = pred.to(out.dtype)
+        features = encode_tiled(head, lr, rep, tile, halo) if tile else head.encode(lr, rep)
+        out = query_chunks(head, features, coord, cell, chunk, lr.new_empty(batch, H * W, 3), progress)
     return out.view(batch, H, W, 3).permute(0, 3, 1, 2).clamp(0, 1).contiguous()

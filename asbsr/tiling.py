@@ -23,7 +23,7 @@ has the crop coordinate ``(u - y0) / (y1 - y0) * 2 - 1`` for a crop of rows ``[y
 cell, measured in crop units, is ``cell * h / (y1 - y0)``; the heads only ever use ``coord`` and
 ``cell`` through ``(coord - centre) * (h, w)`` and ``cell * (h, w)``, which are the same in both
 frames. The crop coordinates are mapped (in float64) from the float32 coordinates that
-``model.upscale`` queries, and where rounding would move a query across a feature-pixel border,
+``upscale`` queries, and where rounding would move a query across a feature-pixel border,
 it is moved back by a few ulps, so that it reads the same nearest feature as the untiled pass
 (queries exactly on a border occur at every scale ``p / q`` with even ``q``, e.g. x2.5).
 
@@ -50,24 +50,14 @@ import numbers
 import torch
 from tqdm.auto import tqdm
 
-from asbsr.inference import output_size, required_halo
+from asbsr.inference import (
+    check_chunk, clipped_cell, model_max_scale, output_size, query_chunks, required_halo,
+)
 from asbsr.models.coords import make_coord, nearest_index
 
 # How many ulps a crop coordinate may be moved to land in the same feature pixel as the
 # whole-image query (one or two are needed in practice).
 MAX_NUDGES = 64
-
-
-def clipped_cell(out_size, lr_size, training_max_scale: float | None = 4.0) -> tuple[float, float]:
-    """The cell ``(2 / H, 2 / W)`` with LTE's test-time clipping, as ``grid_queries`` builds it:
-    per axis ``2 / H * max((H / h) / s_max, 1)``; ``training_max_scale=None`` disables it."""
-    (H, W), (h, w) = out_size, lr_size
-    if training_max_scale is None:
-        return 2.0 / H, 2.0 / W
-    if not training_max_scale > 0:
-        raise ValueError(f"training_max_scale must be > 0, got {training_max_scale!r}")
-    return (2.0 / H * max((H / h) / training_max_scale, 1.0),
-            2.0 / W * max((W / w) / training_max_scale, 1.0))
 
 
 def first_output_index(boundary: int, out_len: int, lr_len: int) -> int:
@@ -86,7 +76,7 @@ def crop_coordinates(global_coord: torch.Tensor, lr_len: int, start: int,
     """Map 1-D coordinates of the whole image's frame (``lr_len`` pixels) to the frame of the crop
     ``[start, stop)``, so that each lands in the same feature pixel as before.
 
-    ``global_coord``: ``(n,)`` float32 (or float64) pixel centres as ``model.upscale`` queries
+    ``global_coord``: ``(n,)`` float32 (or float64) pixel centres as ``asbsr.inference.upscale`` queries
     them. Returns ``(n,)`` of the same dtype: the affine image ``(u - start) / (stop - start) * 2
     - 1`` of ``u = (coord + 1) / 2 * lr_len``, moved by a few ulps where rounding would otherwise
     put it in another feature pixel than the whole-image query (for queries inside the crop).
@@ -114,9 +104,9 @@ def _check_positive_int(name: str, value) -> int:
 
 
 def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 256,
-                  chunk: int = 65536, training_max_scale: float | None = 4.0,
+                  chunk: int = 65536, training_max_scale: float | None = None,
                   progress: bool = False, halo: int | None = None) -> torch.Tensor:
-    """``model.upscale(lr, scale or size)``, computed block by block of the LR image.
+    """``asbsr.inference.upscale(model, lr, scale or size)``, computed block by block of the LR image.
 
     Args:
         model: a ``BlindSR`` (``prepare`` and an ``sr`` head with the ``encode`` / ``query`` API
@@ -126,11 +116,12 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
             ``size = (H, W)``.
         tile: side of the LR blocks (the last row and column of blocks may be smaller).
         chunk: output pixels per ``query`` call.
-        training_max_scale: largest training scale, for LTE's cell clipping (as ``upscale``).
+        training_max_scale: largest training scale, for LTE's cell clipping; ``None``: the
+            model's own ``max_scale`` (as ``upscale``).
         progress: a tqdm bar over the blocks.
         halo: LR context per side of a block's crop; ``None`` uses
             ``required_halo(model.sr) + margin`` (see the module docstring), for which the result
-            equals ``model.upscale`` up to float rounding. Smaller values show seams.
+            equals ``upscale`` up to float rounding. Smaller values show seams.
 
     Returns ``(B, 3, H, W)`` clamped to [0, 1]. Memory: the LR image, its Haar bands and the
     output, plus one block's activations (E's, then the SR module's) and one chunk's. E runs
@@ -142,14 +133,14 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
                         f"{type(model).__name__}")
     if getattr(model.sr, "receptive_radius", None) is None:
         raise ValueError(f"tiling is not exact for {type(model.sr).__name__}: its encoding depends "
-                         "on the whole image (global attention); use model.upscale without tiles")
+                         "on the whole image (global attention); use asbsr.inference.upscale without tiles")
     if lr.dim() != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
     tile = _check_positive_int("tile", tile)
-    chunk = _check_positive_int("chunk", chunk)
+    chunk = check_chunk(chunk)
     batch, _, h, w = lr.shape
     H, W = output_size((h, w), scale, size)
-    cell_y, cell_x = clipped_cell((H, W), (h, w), training_max_scale)
+    cell_y, cell_x = clipped_cell((H, W), (h, w), model_max_scale(model, training_max_scale))
     if halo is None:
         # Half a cell, in LR pixels, is how far Meta-SR's corner lies from the query's centre.
         reach = max(cell_y * h, cell_x * w) / 4
@@ -157,7 +148,7 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
     elif isinstance(halo, bool) or not isinstance(halo, numbers.Integral) or halo < 0:
         raise ValueError(f"halo must be an integer >= 0, got {halo!r}")
     dtype = torch.float64 if lr.dtype == torch.float64 else torch.float32
-    # The coordinates model.upscale queries, one axis at a time.
+    # The coordinates asbsr.inference.upscale queries, one axis at a time.
     rows_global = make_coord(H, 1, device=lr.device, dtype=dtype)[:, 0]
     cols_global = make_coord(1, W, device=lr.device, dtype=dtype)[:, 1]
     blocks = [(top, left) for top in range(0, h, tile) for left in range(0, w, tile)]
@@ -178,12 +169,8 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
             coord = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
             cell = torch.tensor([cell_y * h / (y1 - y0), cell_x * w / (x1 - x0)],
                                 device=lr.device, dtype=dtype).expand(coord.shape[0], 2)
-            block = lr.new_empty(batch, coord.shape[0], 3)
-            for start in range(0, coord.shape[0], chunk):
-                stop = min(start + chunk, coord.shape[0])
-                pred = model.sr.query(features, coord[None, start:stop].expand(batch, -1, -1),
-                                      cell[None, start:stop].expand(batch, -1, -1))
-                block[:, start:stop] = pred.to(block.dtype)
+            block = query_chunks(model.sr, features, coord, cell, chunk,
+                                 lr.new_empty(batch, coord.shape[0], 3))
             del features
             out[:, :, r0:r1, c0:c1] = block.view(batch, r1 - r0, c1 - c0, 3).permute(0, 3, 1, 2)
     return out.clamp_(0, 1)

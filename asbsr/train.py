@@ -30,13 +30,14 @@ from asbsr.checkpoint import (
 )
 from asbsr.config import Config, to_dict
 from asbsr.data import load_set
-from asbsr.sampling import sample_pairs, sample_sr_batch
+from asbsr.files import atomic_write_text
 from asbsr.losses import cycle_loss, kernel_loss, simsiam_loss, super_loss
 from asbsr.models import build_sr_model
 from asbsr.models.blind import BlindSR
 from asbsr.models.coords import make_cell, make_coord
 from asbsr.models.kernel_estimator import KernelEstimator
 from asbsr.models.predictor import DegradationEncoder, SimSiam
+from asbsr.sampling import sample_pairs, sample_sr_batch
 
 # Longest side of the training photos in memory; crops are at most 48 * 4 = 192 pixels.
 TRAIN_MAX_SIDE = 1200
@@ -81,7 +82,8 @@ def build_stage1(config: Config) -> tuple[DegradationEncoder, SimSiam, KernelEst
 
 def build_blind_sr(config: Config, encoder: DegradationEncoder, estimator: KernelEstimator) -> BlindSR:
     sr = build_sr_model(config.model, rep_dim=config.encoder.dim)
-    return BlindSR(encoder, sr, estimator, deblur=config.model.deblur)
+    return BlindSR(encoder, sr, estimator, deblur=config.model.deblur,
+                   max_scale=config.degradation.scale_range[1])
 
 
 def learning_rate(config: Config, step: int, stage: int = 2) -> float:
@@ -111,7 +113,7 @@ def _save(path: Path, config: Config, stage: int, step: int, steps: int, models:
         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
         "history": history, "parent": parent,
     }, path)
-    path.with_suffix(".history.json").write_text(json.dumps(history))
+    atomic_write_text(path.with_suffix(".history.json"), json.dumps(history))
 
 
 def _resume(path: Path, models: dict, optimizer, generator: torch.Generator, device) -> tuple[int, dict]:
@@ -184,7 +186,7 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
     models = {"simsiam": simsiam, "estimator": estimator}
     path = checkpoint_path(folder, config, 1)
     cfg1, target = config.stage1, config.encoder.kernel_target
-    hr_images = images if images is not None else None
+    hr_images = images  # loaded on the first step when not given
 
     def step_fn(step, generator, optimizer):
         nonlocal hr_images

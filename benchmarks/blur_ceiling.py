@@ -10,7 +10,7 @@ normalisation, width 256) plus one linear layer *directly* on that target (mean 
 the log width), on the same Eq. 1 patches and schedule as stage 1 at the ``cpu`` size (batch 32,
 48-pixel patches, Adam 1e-3, cosine), and measures the same ridge probe on its representation,
 and the R² of its own linear output, on the probe photos (16 patches each, seed 0), beside the
-same probe on 8 hand-made blur features (``asbsr.probe.handmade_features``); ``--steps 0``
+same probe on 8 hand-made blur features (``asbsr.lab.probe.handmade_features``); ``--steps 0``
 measures the untrained network. What this
 supervised network reaches bounds what the probe can expect of E at that budget: the blur of a
 patch is only partly visible (the downsampler's own low-pass, flat regions), and no encoder can
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from asbsr.analysis import r2_score, representations
 from asbsr.config import make_config
 from asbsr.data import load_set
 from asbsr.models.predictor import DegradationEncoder
-from asbsr.probe import PROBE_SETS, grouped_ridge_r2, handmade_features, lr_blur_width, probe_set
 from asbsr.sampling import sample_pairs
 from asbsr.train import TRAIN_MAX_SIDE, learning_rate
+from asbsr.lab.analysis import r2_score, representations
+from asbsr.lab.probe import PROBE_SETS, grouped_ridge_r2, handmade_features, lr_blur_width, probe_set
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ image the way it reads a patch?
     python benchmarks/eq4_targets.py                   # the target-noise tables of STAGE1.md
     python benchmarks/eq4_targets.py --whole CKPT      # whole image vs 48-px tiles, one stage 1
 
-Targets: the probe patches of ``asbsr.probe`` (13 unseen photos, 16 patches each, seed 0) with
+Targets: the probe patches of ``asbsr.lab.probe`` (13 unseen photos, 16 patches each, seed 0) with
 Eq. 4 (``lr_space_kernel``) computed several ways, each scored as a kernel by Spearman's ρ of its
 radius against the true LR blur width and by the re-blur gain; then Eq. 4 on a wider LR region
 (``L`` pixels) around each 48-px patch, scored on the patch. Nothing is trained.
@@ -17,15 +17,15 @@ import dataclasses
 
 import torch
 
-from asbsr.analysis import kernel_spread
 from asbsr.config import DegradationConfig
 from asbsr.data import load_set
 from asbsr.degradation import degrade, gaussian_kernel, lr_space_kernel, resize
-from asbsr.probe import (
+from asbsr.sampling import sample_degradation
+from asbsr.lab.analysis import kernel_spread
+from asbsr.lab.probe import (
     PROBE_SCALES, PROBE_SETS, analytic_lr_kernels, estimate_kernels, load_stage1, lr_blur_width,
     probe_set, reblur_gain, spearman,
 )
-from asbsr.sampling import sample_degradation
 
 
 def score(name: str, kernels: torch.Tensor, clean, lr, width) -> None:

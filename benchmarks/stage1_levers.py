@@ -4,7 +4,7 @@
                                        [--at 300,750,1500] [--work DIR] [--out FILE]
 
 At every step count of ``--at`` the run pauses (a resumable checkpoint under ``--work``), and
-``asbsr.probe`` measures E and M on patches of photos no model trains on (the validation,
+``asbsr.lab.probe`` measures E and M on patches of photos no model trains on (the validation,
 classic and scikit-image photos, 16 patches each, seed 0): the ridge probe R², M's ρ and re-blur
 gain, the photo and blur shares of E's variance, and the Fig. 4 trend. One JSON line per
 measurement is appended to ``--out`` (default ``benchmarks/stage1_levers.jsonl``); the table in
@@ -23,8 +23,8 @@ import torch
 
 from asbsr.config import make_config
 from asbsr.data import load_set
-from asbsr.probe import PROBE_SETS, probe_set, probe_stage1
 from asbsr.train import train_stage1
+from asbsr.lab.probe import PROBE_SETS, probe_set, probe_stage1
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,14 +8,15 @@
 #      what is installed, make sure a `python3` kernelspec exists, and run one cell in a kernel
 #   2  smoke (~60 s): CUDA visible, one training step of each stage at the gpu preset's size,
 #      one whole-image inference, bf16 autocast with the sinusoid kept in fp32
-#   3  pipeline: `python3 -m asbsr.pipeline --preset gpu --run-dir $RUN_DIR` under
+#   3  pipeline: `python3 -m asbsr.lab.pipeline --preset gpu --run-dir $RUN_DIR` under
 #      `timeout $GPU_CHECK_PIPELINE_TIMEOUT` (300 s); the run folder is packed into $OUT
 #   4  perf: benchmarks/perf.py on the GPU -> $OUT/perf.json
 #
 # Beforehand, on a machine with network access:
 #   bash scripts/make_wheelhouse.sh        # .whl/, ~21 MiB, ignored through .git/info/exclude
 #   (or --lean, ~9 MiB: a copy of the working tree plus the wheels of 64 MiB at most is the
-#   budget this kit keeps to; today's tree is 51 MiB, so --lean)
+#   budget this kit keeps to; check the tree with `git ls-files -z | xargs -0 du -cb | tail -1`
+#   and use --lean when the full wheelhouse would not fit beside it)
 #
 # Then on the GPU machine, from the repository root (with .whl/ copied along; allow 10 minutes):
 #   bash scripts/gpu_check.sh
@@ -44,7 +45,7 @@
 #                                size on the CPU; phase 3 runs one generated notebook through the
 #                                same pipeline and packing; phase 4 at smoke size
 #   GPU_CHECK_PHASES="1 2 3 4"   which phases to run
-#   GPU_CHECK_PIPELINE_ARGS      arguments for asbsr.pipeline (default "--preset gpu"; e.g.
+#   GPU_CHECK_PIPELINE_ARGS      arguments for asbsr.lab.pipeline (default "--preset gpu"; e.g.
 #                                "--preset gpu --train" to train instead of loading the zoo)
 #   GPU_CHECK_PIPELINE_TIMEOUT   seconds for phase 3 (default 300)
 #   GPU_CHECK_PERF_TIMEOUT       seconds for phase 4 (default 180)
@@ -202,7 +203,7 @@ from torch.overrides import TorchFunctionMode
 
 from asbsr.config import make_config
 from asbsr.data import load_set
-from asbsr.inference import grid_queries
+from asbsr.inference import grid_queries, upscale
 from asbsr.train import train_stage1, train_stage2
 
 dry = os.environ.get("GPU_CHECK_DRY_RUN") == "1"
@@ -242,7 +243,7 @@ print(f"  stage 2: loss {report['stage2_loss']:.4f}, cycle {report['stage2_cycle
 model = stage2.model.eval()
 lr = images[0][None, :, :96, :96].contiguous()
 started = time.perf_counter()
-sr = model.upscale(lr, scale=3.6, chunk=config.eval.chunk)
+sr = upscale(model, lr, scale=3.6, chunk=config.eval.chunk)
 if device.type == "cuda":
     torch.cuda.synchronize()
 report["upscale_96_x3.6_s"] = round(time.perf_counter() - started, 3)
@@ -264,7 +265,7 @@ class SinusoidDtypes(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-coord, cell = grid_queries((346, 346), (96, 96), device=device)
+coord, cell = grid_queries((346, 346), (96, 96), model.max_scale, device=device)
 coord, cell = coord[None, :8192], cell[None, :8192]
 mlp_dtypes = []
 hook = model.sr.mlp[0].register_forward_hook(lambda module, inputs, output: mlp_dtypes.append(output.dtype))
@@ -297,7 +298,7 @@ cells = [
     nbformat.v4.new_code_cell("PRESET = None  # preset\nRUN_DIR = None  # run folder\n"
                               "TRAIN = None  # train or load", metadata={"tags": ["parameters"]}),
     nbformat.v4.new_code_cell(
-        "import matplotlib.pyplot as plt\nimport torch\nfrom asbsr.notebook import start\n"
+        "import matplotlib.pyplot as plt\nimport torch\nfrom asbsr.lab.notebook import start\n"
         "session = start('00_gpu_check', PRESET, RUN_DIR, TRAIN)\n"
         "figure, axes = plt.subplots(figsize=(2, 2))\naxes.plot([0, 1], [0, 1])\n"
         "session.save_figure(figure, 'line')\n"
@@ -338,12 +339,12 @@ phase3() {
   if [[ "$DRY" == 1 ]]; then
     mkdir -p "$WORK/notebooks"
     write_check_notebook "$WORK/notebooks/00_gpu_check.ipynb" || return 1
-    "$PYTHON" -m asbsr.pipeline --preset smoke --run-dir "$RUN_DIR" --notebooks "$WORK/notebooks" \
+    "$PYTHON" -m asbsr.lab.pipeline --preset smoke --run-dir "$RUN_DIR" --notebooks "$WORK/notebooks" \
       || code=$?
   else
     local args
     read -r -a args <<<"${GPU_CHECK_PIPELINE_ARGS:---preset gpu}"
-    timeout -k 15 "$PIPELINE_TIMEOUT" "$PYTHON" -m asbsr.pipeline "${args[@]}" --run-dir "$RUN_DIR" \
+    timeout -k 15 "$PIPELINE_TIMEOUT" "$PYTHON" -m asbsr.lab.pipeline "${args[@]}" --run-dir "$RUN_DIR" \
       || code=$?
     (( code == 124 )) && echo "  pipeline stopped by the ${PIPELINE_TIMEOUT}s limit"
   fi

@@ -5,19 +5,19 @@
 #
 # From the repository root (allow it 10 minutes):
 #   bash scripts/gpu_train.sh
-# Measured on one H100 (benchmarks/RESULTS.md): 259 s with steps 1 and 2.
+# Its measured time on an H100 is in benchmarks/RESULTS.md.
 # Three steps, each announced by `== step N: ...` and closed by `ok (Xs)` or `FAILED (...)`:
 #   1  rates: benchmarks/perf.py times both training stages at the preset's size
 #      (5 warm-up + 20 timed steps each) -> $OUT/perf_train.json
 #   2  train: the step counts are the preset's if they fit GPU_TRAIN_BUDGET seconds (300) at the
 #      measured rates, else both stages are cut by one factor (keeping their ratio), rounded
-#      down to multiples of 250 steps (asbsr/step_budget.py); then `python -m asbsr.zoo_train
+#      down to multiples of 250 steps (asbsr/lab/step_budget.py); then `python -m asbsr.lab.zoo_train
 #      --preset gpu --seeds 0 --methods ours` with those counts as overrides -> $OUT/zoo/
 #      (MANIFEST.json, the stage-1 file, ours-gpu-s0.pt, the validation scores in the manifest)
 #   3  inference: benchmarks/perf.py, whole-image inference and the sweep -> $OUT/perf_infer.json
 # Limits: 1 at most 90 s, 2 at most the budget + 60 s, 3 at most 100 s (550 s together).
 # Everything printed also lands in $OUT/gpu_train.log. Then, on the machine with the checkout:
-#   python -m asbsr.zoo_train --merge <the fetched folder>/zoo      (adds the model to asbsr/zoo)
+#   python -m asbsr.lab.zoo_train --merge <the fetched folder>/zoo      (adds the model to asbsr/zoo)
 #
 # Environment:
 #   GPU_TRAIN_DRY_RUN=1       CPU rehearsal at the smoke size (tests/test_gpu_kit.py runs it)
@@ -79,7 +79,7 @@ fi
 plan_steps() {
   local rates=(--rates-file "$OUT/perf_train.json")
   [[ -n "${GPU_TRAIN_RATES:-}" ]] && rates=(--rates "$GPU_TRAIN_RATES")
-  "$PYTHON" -m asbsr.step_budget --preset "$PRESET" --budget "$BUDGET" --unit "$UNIT" "${rates[@]}"
+  "$PYTHON" -m asbsr.lab.step_budget --preset "$PRESET" --budget "$BUDGET" --unit "$UNIT" "${rates[@]}"
 }
 
 if wanted 2; then
@@ -90,7 +90,7 @@ if wanted 2; then
               --work "$WORK" --zoo "$OUT/zoo")
   ((${#OVERRIDES[@]})) && TRAIN_ARGS+=(--set "${OVERRIDES[@]}")
   # the progress bars one a line, readable in the log
-  timeout -k 15 "$TRAIN_LIMIT" "$PYTHON" -m asbsr.zoo_train "${TRAIN_ARGS[@]}" \
+  timeout -k 15 "$TRAIN_LIMIT" "$PYTHON" -m asbsr.lab.zoo_train "${TRAIN_ARGS[@]}" \
     2>&1 | tr '\r' '\n' | grep -v '^$'
   ended "${PIPESTATUS[0]}"
 fi

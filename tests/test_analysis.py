@@ -1,4 +1,4 @@
-"""Tests of asbsr.analysis: the probes against brute force / numpy, the labelled patches against
+"""Tests of asbsr.lab.analysis: the probes against brute force / numpy, the labelled patches against
 the degradation they claim, the Haar band energies against pywavelets."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import pywt
 import torch
 
-from asbsr import analysis
 from asbsr.config import DegradationConfig, make_config
-from asbsr.degradation import Degradation, degrade, gaussian_kernel, lr_space_kernel, resize
+from asbsr.degradation import Degradation, blur, degrade, gaussian_kernel, lr_space_kernel, resize
 from asbsr.metrics import psnr_y
 from asbsr.sampling import pad_kernel
+from asbsr.lab import analysis
 
 
 
@@ -211,3 +211,28 @@ def test_mean_l1_per_kernel():
     a, b = torch.zeros(2, 3, 3), torch.zeros(2, 3, 3)
     b[1, 1, 1] = 0.9
     torch.testing.assert_close(analysis.mean_l1(a, b), torch.tensor([0.0, 0.1], dtype=torch.float64))
+
+
+def test_closed_loop_is_eq6_on_the_scale_one_queries(trained):
+    from asbsr.inference import upscale
+    from asbsr.losses import cycle_loss
+
+    _, _, stage2 = trained
+    model = stage2.model.eval()
+    y, x_down = torch.rand(2, 3, 24, 22), torch.rand(2, 3, 24, 22)
+    loop = analysis.closed_loop(model, y, x_down)
+    assert loop["x_hat"].shape == y.shape and loop["k_hat"].shape[0] == 2
+    # the scale-1 queries are the whole-image SR at scale 1 (which clamps)
+    torch.testing.assert_close(loop["x_hat"].clamp(0, 1), upscale(model, y, scale=1))
+    torch.testing.assert_close(loop["reblurred"], blur(loop["x_hat"], loop["k_hat"]))
+    assert loop["l1"] == pytest.approx((loop["reblurred"] - y).abs().mean().item(), abs=1e-6)
+    assert loop["l1"] == pytest.approx(cycle_loss(loop["x_hat"], loop["k_hat"], y).item())
+    assert loop["x_error"] == pytest.approx((loop["x_hat"] - x_down).abs().mean().item())
+    assert "x_error" not in analysis.closed_loop(model, y)
+
+
+def test_late_mean_is_the_mean_of_the_last_quarter():
+    assert analysis.late_mean([9.0, 9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(4.5)
+    assert analysis.late_mean([7.0, 3.0]) == 3.0  # at least one point
+    with pytest.raises(ValueError, match="empty"):
+        analysis.late_mean([])

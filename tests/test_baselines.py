@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from asbsr.config import make_config
-from asbsr.models.dcls import wiener_deconvolve
-from asbsr.models.liif import LIIF
-from asbsr.models.metasr import MetaSR, meta_position, pos2weight_input
-from asbsr.models.srno import SRNO, GalerkinBlock
+from asbsr.models.baselines.dcls import wiener_deconvolve
+from asbsr.models.baselines.liif import LIIF
+from asbsr.models.baselines.metasr import MetaSR, meta_position, pos2weight_input
+from asbsr.models.baselines.srno import SRNO, GalerkinBlock
 
 HEADS = {"liif": LIIF, "metasr": MetaSR, "srno": SRNO}
 REP_DIM = 8

@@ -1,5 +1,5 @@
-"""The unknown-degradation benchmark (asbsr.benchmark), the assembly of Tables 1 and 2
-(asbsr.results) and the paper's tables as data (asbsr.paper_results)."""
+"""The unknown-degradation benchmark (asbsr.lab.benchmark), the assembly of Tables 1 and 2
+(asbsr.lab.results) and the paper's tables as data (asbsr.lab.paper_results)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import pytest
 import torch
 from scipy import stats
 
-from asbsr import benchmark, paper_results, results
-from asbsr.benchmark import (
-    bicubic_upscaler, degraded_set, evaluate, format_table, mean_std, paired_difference,
-    rank_marks, write_csv,
-)
 from asbsr.config import make_config
 from asbsr.data import save_image
 from asbsr.degradation import lr_size
 from asbsr.metrics import crop_hr_to_lr_grid, psnr_y, shave_for, ssim_y
+from asbsr.lab import benchmark, paper_results, results
+from asbsr.lab.benchmark import (
+    bicubic_upscaler, degraded_set, evaluate, format_table, mean_std, paired_difference,
+    rank_marks, write_csv,
+)
 
 torch.set_num_threads(1)
 CFG = make_config("smoke").degradation
@@ -191,7 +191,7 @@ def test_paired_difference_against_hand_computation_and_scipy():
     assert single["n"] == 1 and math.isnan(single["low"]) and single["resolved"] is False
 
 
-# -- asbsr.results --------------------------------------------------------------------------------
+# -- asbsr.lab.results --------------------------------------------------------------------------------
 
 def synthetic_rows() -> list[dict]:
     """Two seeds of 'good' (0.2 dB above 'base' on every sample, plus noise) and 'base', and
@@ -305,7 +305,7 @@ def test_paper_tables_as_markdown():
 
 
 def test_zoom_boxes_map_between_hr_and_lr():
-    from asbsr.viz.results import crop, lr_box
+    from asbsr.lab.viz.results import crop, lr_box
 
     # x4: HR rows 8..15 are LR rows 2..3; a box not on the grid widens to whole LR pixels
     assert lr_box((8, 4, 8, 8), (40, 40), (10, 10)) == (2, 1, 2, 2)
@@ -320,8 +320,8 @@ def test_zoom_boxes_map_between_hr_and_lr():
 
 
 def test_plan_takes_the_most_methods_first_then_every_seed_that_holds_them(monkeypatch):
-    from asbsr import results
     from asbsr.config import TABLE1_METHODS, TABLE2_METHODS, make_config
+    from asbsr.lab import results
 
     # a zoo like a partly trained one: every method at seed 0, Table 2's four also at seeds 1, 2
     held = {(m, 0) for m in TABLE1_METHODS + TABLE2_METHODS} | {(m, s) for m in TABLE2_METHODS for s in (1, 2)}
@@ -347,7 +347,7 @@ def test_draw_curves_plots_each_recorded_model_and_says_when_none_has_curves():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from asbsr.viz.results import draw_curves
+    from asbsr.lab.viz.results import draw_curves
 
     curve = {"points": [{"step": 250, "train_psnr": 26.0, "val_psnr": 28.0},
                         {"step": 500, "train_psnr": 26.5, "val_psnr": 28.9}],

@@ -2,7 +2,7 @@
 
 Every refusal must give one line on stderr starting with ``error:``, exit code 2, and leave the
 output path as it was (absent, or the old file untouched). The commands run in-process through
-``asbsr.cli.main`` (fast); one test runs the installed ``asbsr`` console script.
+``asbsr.lab.cli.main`` (fast); one test runs the installed ``asbsr`` console script.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from asbsr.cli import main
 from asbsr.config import method_config
 from asbsr.train import train_stage2
-from asbsr.zoo import export_model
+from asbsr.lab.cli import main
+from asbsr.lab.zoo import export_model
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +214,10 @@ def test_console_script_is_installed(trained, images, tmp_path):
 
 
 def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, tmp_path, capsys):
-    from asbsr.benchmark import bicubic_upscaler, model_upscaler
     from asbsr.data import set_digest
-    from asbsr.zoo import export_stage1, load_model, read_manifest, update_manifest
-    from asbsr.zoo_train import validation_scores
+    from asbsr.lab.benchmark import bicubic_upscaler, model_upscaler
+    from asbsr.lab.zoo import export_stage1, load_model, read_manifest, update_manifest
+    from asbsr.lab.zoo_train import validation_scores
 
     config, stage1, stage2 = trained
     export_stage1(stage1, tmp_path)
@@ -255,7 +255,7 @@ def test_scores_remeasures_zoo_models_against_what_the_manifest_stored(trained, 
 def test_default_model_follows_the_device_and_model_picks_any_zoo_model(images, tmp_path, capsys):
     """On a CPU the shipped zoo's default is its best CPU-sized "ours"; ``--model`` takes any
     zoo model by name (here the paper-size one, which loads and runs on a CPU too)."""
-    from asbsr.zoo import default_name, read_manifest
+    from asbsr.lab.zoo import default_name, read_manifest
 
     manifest = read_manifest()
     out = tmp_path / "out.png"

@@ -27,6 +27,20 @@ def test_presets_grow_from_smoke_to_paper():
     assert paper.stage1.batch_size == 128 and paper.stage2.schedule == "step"
 
 
+def test_what_the_notebooks_measure_is_sized_by_the_preset():
+    smoke, cpu, gpu = (make_config(p).eval for p in ("smoke", "cpu", "gpu"))
+    assert smoke.stage1_probe_patches < cpu.stage1_probe_patches
+    assert smoke.kernel_probe_patches < cpu.kernel_probe_patches
+    assert (smoke.table_max_side, cpu.table_max_side, gpu.table_max_side) == (96, 384, 0)
+    assert (smoke.cycle_max_side, cpu.cycle_max_side) == (256, 0)  # 0: full size
+    assert (cpu.table2_draws, gpu.table2_draws) == (2, 8) and make_config("paper").eval.table2_draws == 8
+    assert smoke.train_ablation and not cpu.train_ablation
+    # none of them enters the key that names checkpoints: changing one retrains nothing
+    from asbsr.checkpoint import stage_key
+    changed = make_config("cpu", {"eval.table2_draws": 5, "eval.kernel_probe_patches": 64})
+    assert stage_key(changed, 1) == stage_key(make_config("cpu"), 1)
+
+
 def test_dotted_overrides_and_type_coercion():
     config = make_config("cpu", {"stage2.steps": "12", "model.local_ensemble": "true",
                                  "model.mlp": [32, 16], "seed": 3})

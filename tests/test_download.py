@@ -1,4 +1,4 @@
-"""``asbsr.download`` against a local HTTP server that honours ``Range`` and can misbehave.
+"""``asbsr.lab.download`` against a local HTTP server that honours ``Range`` and can misbehave.
 
 The server (127.0.0.1, a free port, a thread) serves small zips of tiny PNGs made here. Its
 misbehaviours are switched per test: drop the connection after N bytes, ignore ``Range`` (answer
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asbsr import download as dl
+from asbsr.lab import download as dl
 
 
 def png_bytes(seed: int) -> bytes:
@@ -224,7 +224,7 @@ def test_cli_bad_checksum_exits_2_with_one_error_line(server, tmp_path, monkeypa
 
 
 def test_asbsr_data_div2k_is_the_same_command(server, tmp_path, monkeypatch, capsys):
-    from asbsr.cli import main as asbsr_main
+    from asbsr.lab.cli import main as asbsr_main
 
     monkeypatch.setattr(dl, "DIV2K", TABLE)
     assert asbsr_main(["data", "div2k", str(tmp_path), "--only", "valid", "--base-url", server.url]) == 0

@@ -126,7 +126,8 @@ def test_gpu_train_dry_run_fits_the_budget_and_returns_a_mergeable_zoo(tmp_path)
     import torch
 
     from asbsr.config import make_config, method_config
-    from asbsr.zoo import find_model, load_model, merge_zoo, read_manifest
+    from asbsr.inference import upscale
+    from asbsr.lab.zoo import find_model, load_model, merge_zoo, read_manifest
 
     entry = read_manifest(out / "zoo")["models"]["ours-smoke-s0"]
     assert entry["steps"] == int(cut[2]) and "--set stage1.steps=" in entry["command"]
@@ -134,7 +135,7 @@ def test_gpu_train_dry_run_fits_the_budget_and_returns_a_mergeable_zoo(tmp_path)
     config = make_config("smoke", {"stage1.steps": int(cut[1]), "stage2.steps": int(cut[2])})
     found = find_model(method_config(config, "ours"), tmp_path / "zoo")
     model, _ = load_model(found)
-    assert model.upscale(torch.rand(1, 3, 24, 24), scale=2).shape == (1, 3, 48, 48)
+    assert upscale(model, torch.rand(1, 3, 24, 24), scale=2).shape == (1, 3, 48, 48)
 
 
 # ------------------------------------------------------------------- the wheel list

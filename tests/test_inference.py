@@ -155,3 +155,23 @@ def test_whole_image_encoders_refuse_tiling():
     with pytest.raises(ValueError):
         upscale(model, lr, scale=2, tile=4)
     assert upscale(model, lr, scale=2).shape == (1, 3, 16, 16)
+
+
+def test_a_blind_model_clips_the_cell_at_its_own_training_scale():
+    from asbsr.config import make_config, method_config
+    from asbsr.tiling import upscale_tiled
+    from asbsr.train import build_blind_sr, build_stage1
+
+    config = method_config(make_config("smoke", {"degradation.scale_range": (1.0, 2.0)}), "ours")
+    torch.manual_seed(0)
+    encoder, _, estimator = build_stage1(config)
+    model = build_blind_sr(config, encoder, estimator).eval()
+    assert model.max_scale == 2.0  # from the config, not a default of the inference code
+    lr = torch.rand(1, 3, 10, 10)
+    own = upscale(model, lr, scale=3.5)
+    torch.testing.assert_close(own, upscale(model, lr, scale=3.5, training_max_scale=2.0))
+    assert not torch.allclose(own, upscale(model, lr, scale=3.5, training_max_scale=4.0))
+    torch.testing.assert_close(upscale_tiled(model, lr, scale=3.5, tile=6), own, atol=1e-5, rtol=0)
+    # E runs inside upscale for a BlindSR: the same as preparing by hand and querying the head
+    prepared, rep = model.prepare(lr)
+    torch.testing.assert_close(own, upscale(model.sr, prepared, scale=3.5, rep=rep, training_max_scale=2.0))

@@ -341,8 +341,8 @@ def test_build_sr_model_lte_and_unknown_head():
 
 
 @pytest.mark.parametrize("head, module, name", [
-    ("liif", "asbsr.models.liif", "LIIF"), ("metasr", "asbsr.models.metasr", "MetaSR"),
-    ("srno", "asbsr.models.srno", "SRNO")])
+    ("liif", "asbsr.models.baselines.liif", "LIIF"), ("metasr", "asbsr.models.baselines.metasr", "MetaSR"),
+    ("srno", "asbsr.models.baselines.srno", "SRNO")])
 def test_build_sr_model_baselines(head, module, name):
     mod = importlib.import_module(module)
     model = build_sr_model(small_cfg(head=head), rep_dim=REP)

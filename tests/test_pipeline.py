@@ -9,8 +9,8 @@ import jsonschema
 import nbformat
 import pytest
 
-from asbsr import notebook
-from asbsr.pipeline import METRICS_SCHEMA, run_pipeline
+from asbsr.lab import notebook
+from asbsr.lab.pipeline import METRICS_SCHEMA, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -29,7 +29,7 @@ def _notebook(path: Path, *sources: str) -> None:
 def test_failing_notebook_stops_the_pipeline_naming_notebook_and_cell(tmp_path, capsys):
     books = tmp_path / "books"
     books.mkdir()
-    record = ("from asbsr.notebook import start\n"
+    record = ("from asbsr.lab.notebook import start\n"
               "s = start('01_fine', PRESET, RUN_DIR, TRAIN)\ns.record(answer=42)")
     _notebook(books / "01_fine.ipynb", record)
     _notebook(books / "02_broken.ipynb", "x = 1", "raise RuntimeError('deliberate failure')")

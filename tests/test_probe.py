@@ -1,13 +1,13 @@
-"""The measurements of asbsr.probe against oracles, and the probe command."""
+"""The measurements of asbsr.lab.probe against oracles, and the probe command."""
 
 import math
 
 import pytest
 import torch
 
-from asbsr.analysis import kernel_spread
 from asbsr.data import load_set
-from asbsr.probe import (
+from asbsr.lab.analysis import kernel_spread
+from asbsr.lab.probe import (
     analytic_lr_kernels, grouped_ridge_r2, handmade_features, lr_blur_width, probe_set, rank,
     reblur_gain, spearman, unique_photos, variance_share,
 )
@@ -112,7 +112,7 @@ def test_handmade_features_fall_with_blur(probe):
 
 
 def test_probe_command_prints_the_table_and_refuses_unknown_models(capsys):
-    from asbsr.cli import main
+    from asbsr.lab.cli import main
 
     assert main(["probe", "ours-cpu-s0", "--photos", "val", "classic5", "--per-photo", "4"]) == 0
     out = capsys.readouterr().out

@@ -106,7 +106,7 @@ def test_a_stored_config_without_the_newer_keys_gets_their_legacy_values():
 def test_the_shipped_zoo_models_load_as_they_were_trained():
     """The cpu zoo is trained with today's defaults; ``ours-gpu-s0`` predates them and must load
     with the values it was trained with, not be reinterpreted under the new defaults."""
-    from asbsr.zoo import load_model, model_path
+    from asbsr.lab.zoo import load_model, model_path
 
     model, config = load_model(model_path("ours-cpu-s0"))
     assert config.model.modulation_slope == 0.01 and config.encoder.projector_bias is False
@@ -148,8 +148,8 @@ def test_guard_the_degradation_branch_learns():
 
     from asbsr.config import LEARNING_STAGE1
     from asbsr.data import load_set
-    from asbsr.probe import probe_set, probe_stage1
     from asbsr.train import train_stage1
+    from asbsr.lab.probe import probe_set, probe_stage1
 
     probe = probe_set(load_set("val") + load_set("classic5"), per_photo=12, seed=0, patch=32)
     tiny = {"stage1.batch_size": 32, "stage1.patch_size": 32, "stage1.steps": 150,

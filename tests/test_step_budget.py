@@ -1,4 +1,4 @@
-"""asbsr.step_budget: the step counts that scripts/gpu_train.sh trains within its time budget,
+"""asbsr.lab.step_budget: the step counts that scripts/gpu_train.sh trains within its time budget,
 planned from given training rates (no clock involved)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from asbsr.step_budget import main, parse_rates, plan_steps
+from asbsr.lab.step_budget import main, parse_rates, plan_steps
 
 PRESET_STEPS = {1: 1000, 2: 3000}  # the gpu preset's
 

@@ -267,7 +267,7 @@ def test_a_monitor_records_curves_without_changing_the_training(tmp_path, images
 
 
 def test_psnr_monitor_measures_train_and_validation_crops_above_nothing(tmp_path, reference, images):
-    from asbsr.zoo_train import CURVE_CROP, curve_samples, psnr_monitor
+    from asbsr.lab.zoo_train import CURVE_CROP, curve_samples, psnr_monitor
 
     config = tiny(**{"data.val": "classic5"})
     samples = curve_samples("classic5", config)

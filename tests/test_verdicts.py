@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asbsr import verdicts
+from asbsr.lab import verdicts
 
 
 def test_compare_names_the_better_one_or_a_tie():

@@ -1,4 +1,4 @@
-"""Tests of asbsr.viz.degradation: the figures of notebook 01 show what they are given."""
+"""Tests of asbsr.lab.viz.degradation: the figures of notebook 01 show what they are given."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from asbsr.degradation import degrade, gaussian_kernel  # noqa: E402
-from asbsr.viz.degradation import (  # noqa: E402
+from asbsr.wavelet import haar_high_bands  # noqa: E402
+from asbsr.lab.viz.degradation import (  # noqa: E402
     band_magnitudes, degradation_grid, degradation_panel, kernel_gallery, kernel_hr_vs_lr,
     kernel_widths,
 )
-from asbsr.wavelet import haar_high_bands  # noqa: E402
 
 torch.set_num_threads(1)
 

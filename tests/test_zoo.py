@@ -7,7 +7,8 @@ import torch
 
 from asbsr.checkpoint import CheckpointError, atomic_save, load_checkpoint, stage_key
 from asbsr.config import make_config, method_config
-from asbsr.zoo import (
+from asbsr.inference import upscale
+from asbsr.lab.zoo import (
     export_model, export_stage1, find_model, find_stage1, load_model, read_manifest, write_manifest,
 )
 
@@ -19,8 +20,8 @@ def test_zoo_round_trip_gives_the_same_outputs_in_fp16_tolerance(trained, tmp_pa
     model, loaded_config = load_model(tmp_path / name)
     assert loaded_config == config
     lr = torch.rand(1, 3, 20, 18)
-    expected = stage2.model.upscale(lr, scale=2.5)
-    torch.testing.assert_close(model.upscale(lr, scale=2.5), expected, atol=2e-2, rtol=0)
+    expected = upscale(stage2.model, lr, scale=2.5)
+    torch.testing.assert_close(upscale(model, lr, scale=2.5), expected, atol=2e-2, rtol=0)
     assert not model.training
 
 
@@ -28,7 +29,7 @@ def test_stage2_checkpoint_loads_directly_and_exactly(trained):
     config, _, stage2 = trained
     model, loaded_config = load_model(stage2.path)
     lr = torch.rand(1, 3, 17, 21)
-    torch.testing.assert_close(model.upscale(lr, scale=1.7), stage2.model.upscale(lr, scale=1.7))
+    torch.testing.assert_close(upscale(model, lr, scale=1.7), upscale(stage2.model, lr, scale=1.7))
 
 
 def test_wrong_files_raise_checkpoint_error(trained, tmp_path):
@@ -82,8 +83,8 @@ def test_find_by_exact_config_key(trained, tiny_overrides, tmp_path):
 
 
 def test_zoo_driver_skips_finished_and_claimed_work(tiny_overrides, tmp_path, capsys):
-    from asbsr.zoo import file_lock
-    from asbsr.zoo_train import train_zoo
+    from asbsr.lab.zoo import file_lock
+    from asbsr.lab.zoo_train import train_zoo
 
     zoo, work = tmp_path / "zoo", tmp_path / "work"
     run = lambda methods, variants: train_zoo("smoke", [0], methods, variants, work, zoo,
@@ -127,7 +128,7 @@ def test_zoo_driver_skips_finished_and_claimed_work(tiny_overrides, tmp_path, ca
 
 
 def test_manifest_updates_from_two_writers_keep_both(tmp_path):
-    from asbsr.zoo import update_manifest
+    from asbsr.lab.zoo import update_manifest
 
     update_manifest(lambda m: m["models"].__setitem__("a", {"method": "lte"}), tmp_path)
     update_manifest(lambda m: m["models"].__setitem__("b", {"method": "lte"}), tmp_path)
@@ -153,7 +154,7 @@ def _ours(name, key, stage1, x4):
 
 
 def test_merge_adds_new_models_once_and_picks_the_best_default(tmp_path):
-    from asbsr.zoo import merge_zoo
+    from asbsr.lab.zoo import merge_zoo
 
     here = _zoo_with(tmp_path / "here", _ours("ours-cpu-s0", "cpu-a", "cpu-s1", 28.9),
                      {"cpu-s1": {"file": "stage1-cpu-s1.pt"}}, {"bicubic": {"x4": 27.3}})
@@ -173,7 +174,7 @@ def test_merge_adds_new_models_once_and_picks_the_best_default(tmp_path):
 
 
 def test_defaults_compare_only_scores_on_the_reference_photos():
-    from asbsr.zoo import choose_default
+    from asbsr.lab.zoo import choose_default
 
     models = {**_ours("ours-gpu-s0", "g", "g1", 30.5), **_ours("ours-cpu-s0", "c", "c1", 30.4),
               **_ours("ours-cpu-s1", "c", "c1", 31.0)}
@@ -189,7 +190,7 @@ def test_defaults_compare_only_scores_on_the_reference_photos():
 
 
 def test_merge_refuses_a_name_with_another_config_and_a_missing_file(tmp_path):
-    from asbsr.zoo import merge_zoo
+    from asbsr.lab.zoo import merge_zoo
 
     here = _zoo_with(tmp_path / "here", _ours("ours-gpu-s0", "gpu-old", "gpu-s1", 29.0),
                      {"gpu-s1": {"file": "stage1-gpu-s1.pt"}})
@@ -246,7 +247,7 @@ def test_every_zoo_model_is_keyed_by_the_config_and_photos_it_was_trained_with()
     unless the entry names the (earlier) photos the model was trained on."""
     from asbsr.config import from_dict
     from asbsr.data import set_digest
-    from asbsr.zoo import ZOO_DIR, read_manifest
+    from asbsr.lab.zoo import ZOO_DIR, read_manifest
 
     manifest = read_manifest(ZOO_DIR)
     today = set_digest("train")
@@ -262,7 +263,7 @@ def test_every_zoo_model_is_keyed_by_the_config_and_photos_it_was_trained_with()
 
 
 def test_zoo_stage1_files_hold_e_and_m_without_the_simsiam_heads(trained, tmp_path):
-    from asbsr.zoo import obtain_stage1
+    from asbsr.lab.zoo import obtain_stage1
 
     config, stage1, _ = trained
     name = export_stage1(stage1, tmp_path)

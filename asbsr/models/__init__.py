@@ -23,12 +23,12 @@ def build_sr_model(cfg: ModelConfig, rep_dim: int = 256) -> nn.Module:
         from asbsr.models.lte import LTE
         return LTE(cfg, rep_dim)
     if cfg.head == "liif":
-        from asbsr.models.liif import LIIF
+        from asbsr.models.baselines.liif import LIIF
         return LIIF(cfg, rep_dim)
     if cfg.head == "metasr":
-        from asbsr.models.metasr import MetaSR
+        from asbsr.models.baselines.metasr import MetaSR
         return MetaSR(cfg, rep_dim)
     if cfg.head == "srno":
-        from asbsr.models.srno import SRNO
+        from asbsr.models.baselines.srno import SRNO
         return SRNO(cfg, rep_dim)
     raise ValueError(f"unknown SR head {cfg.head!r}; valid heads: {', '.join(SR_HEADS)}")

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asbsr.inference import upscale
-from asbsr.models.dcls import wiener_deconvolve
+from asbsr.models.baselines.dcls import wiener_deconvolve
 from asbsr.models.kernel_estimator import KernelEstimator
 from asbsr.models.predictor import DegradationEncoder
 
@@ -21,12 +20,17 @@ class BlindSR(nn.Module):
 
     ``prepare(lr)`` does the whole-image work once -- E's representation and, for the DCLS-style
     baselines, the LR-space deconvolution -- so that tiled encoding and chunked queries see the
-    same global representation as an untiled pass.
+    same global representation as an untiled pass. Whole-image SR of any size is
+    ``asbsr.inference.upscale(model, lr, scale)`` (or ``asbsr.tiling.upscale_tiled``).
     """
 
     def __init__(self, encoder: DegradationEncoder, sr: nn.Module,
-                 estimator: KernelEstimator | None = None, deblur: bool = False):
+                 estimator: KernelEstimator | None = None, deblur: bool = False,
+                 max_scale: float | None = None):
         super().__init__()
+        # The largest scale it was trained on: whole-image inference (``asbsr.inference``)
+        # clips the query cell beyond it, LTE's test-time rule. None: no clipping.
+        self.max_scale = max_scale
         self.encoder = encoder
         self.sr = sr
         self.estimator = estimator
@@ -79,10 +83,3 @@ class BlindSR(nn.Module):
 
     def forward(self, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         return self.query(self.encode(lr), coord, cell)
-
-    def upscale(self, lr: torch.Tensor, scale=None, size=None, **options) -> torch.Tensor:
-        """Whole-image SR of ``lr`` ``(B, 3, h, w)``: E (and the deconvolution, for the DCLS-style
-        baselines) on the whole image once, then ``asbsr.inference.upscale`` of the SR module with
-        its chunked queries (and tiled encoding when ``tile`` is given)."""
-        prepared, rep = self.prepare(lr)
-        return upscale(self.sr, prepared, scale=scale, size=size, rep=rep, **options)

@@ -30,16 +30,7 @@ from torch import nn
 from asbsr.config import ModelConfig
 from asbsr.models.coords import bilinear_sample, gather_neighbours, gather_ready
 from asbsr.models.edsr import EDSR
-
-
-def make_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    """``in_dim -> hidden[0] -> ... -> out_dim`` with ReLU between, none after the last layer."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU(inplace=True)]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+from asbsr.models.heads import cell_in_lr_pixels, make_mlp, normalise
 
 
 class LTE(nn.Module):
@@ -76,7 +67,7 @@ class LTE(nn.Module):
         Returns maps at LR resolution: ``inp (B, 3, h, w)`` = ``(lr - 0.5) / 0.5``,
         ``feat (B, n_feats, h, w)``, ``coef`` and ``freq`` ``(B, width, h, w)``.
         """
-        inp = (lr - 0.5) / 0.5
+        inp = normalise(lr)
         feat = self.encoder(inp, rep if self.modulated else None)
         return {"inp": inp, "feat": feat, "coef": gather_ready(self.coef(feat)),
                 "freq": gather_ready(self.freq(feat))}
@@ -95,7 +86,7 @@ class LTE(nn.Module):
         dtype = torch.promote_types(self.phase.weight.dtype, torch.float32)
         with torch.autocast(device_type=coord.device.type, enabled=False):
             # The phase depends on the cell measured in LR feature pixels.
-            rel_cell = cell.to(dtype) * torch.tensor([height, width], device=cell.device, dtype=dtype)
+            rel_cell = cell_in_lr_pixels(cell.to(dtype), height, width)
             phase = F.linear(rel_cell, self.phase.weight.to(dtype)).unsqueeze(1)  # (B, 1, Q, C/2)
             # Channels (2k, 2k+1) form the k-th 2-D frequency vector; dot it with δ.
             freq_pairs = freq.to(dtype).view(batch, n_neighbours, queries, -1, 2)

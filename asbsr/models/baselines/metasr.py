@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from asbsr.config import ModelConfig
+from asbsr.models.baselines.liif import encode_unfolded
 from asbsr.models.coords import nearest_index
 from asbsr.models.edsr import EDSR
-from asbsr.models.liif import encode_unfolded, make_mlp
+from asbsr.models.heads import make_mlp
 
 CORNER_EPS = 1e-6
 

@@ -35,7 +35,7 @@ from torch import nn
 from asbsr.config import ModelConfig
 from asbsr.models.coords import bilinear_sample, gather_neighbours
 from asbsr.models.edsr import EDSR
-from asbsr.models.liif import cell_in_lr_pixels, normalise
+from asbsr.models.heads import cell_in_lr_pixels, normalise
 
 HEADS = 16
 BLOCKS = 2

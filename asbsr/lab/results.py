@@ -1,9 +1,9 @@
-"""Tables 1 and 2 of Section 4, assembled from the benchmark of ``asbsr.benchmark``.
+"""Tables 1 and 2 of Section 4, assembled from the benchmark of ``asbsr.lab.benchmark``.
 
 The flow, one function per step:
 
 1. ``obtain_upscalers`` -- a trained model per (method, training seed), from the zoo or trained
-   (``asbsr.zoo.obtain_model``), wrapped as ``(lr, size) -> sr``; Bicubic needs none.
+   (``asbsr.lab.zoo.obtain_model``), wrapped as ``(lr, size) -> sr``; Bicubic needs none.
 2. ``run_benchmark`` -- every method x seed x set x scale on the benchmark samples of
    ``benchmark.degraded_set``: a tidy list of rows ``{method, seed, set, scale, image, psnr, ssim}``.
 3. ``seed_means`` / ``table1_rows`` -- the mean over a set's images for each seed, then the mean
@@ -25,13 +25,13 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from asbsr.benchmark import (
-    Upscaler, bicubic_upscaler, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
-    paired_difference,
-)
 from asbsr.config import Config, DegradationConfig, method_config
 from asbsr.degradation import Degradation
 from asbsr.sampling import sample_degradation
+from asbsr.lab.benchmark import (
+    Upscaler, bicubic_upscaler, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
+    paired_difference,
+)
 
 BICUBIC = "bicubic"
 RESOLVED = "resolved"
@@ -58,7 +58,7 @@ def benchmark_degradation(set_name: str | Path, image_name: str, scale: float, s
 
 def zoo_has(config: Config, method: str) -> bool:
     """Whether the shipped zoo holds ``method`` trained with exactly ``config`` (seed included)."""
-    from asbsr.zoo import find_model
+    from asbsr.lab.zoo import find_model
 
     return method == BICUBIC or find_model(method_config(config, method)) is not None
 
@@ -126,7 +126,7 @@ def obtain_upscalers(config: Config, methods: Sequence[str], seeds: Sequence[int
 
     Stage 1 is obtained once per seed and shared by the methods that need training.
     """
-    from asbsr.zoo import obtain_model, obtain_stage1
+    from asbsr.lab.zoo import obtain_model, obtain_stage1
 
     upscalers: dict[str, dict[int, Upscaler]] = {} if into is None else into
     for seed in seeds:
@@ -144,8 +144,7 @@ def obtain_upscalers(config: Config, methods: Sequence[str], seeds: Sequence[int
             model, _, _, status = obtain_model(seeded, method, folder, train=train, device=device,
                                                progress=progress, stage1=stage1)
             report(f"{method:>13} seed {seed}: {status}")
-            upscalers.setdefault(method, {})[seed] = model_upscaler(
-                model.eval(), seeded.eval.chunk, seeded.degradation.scale_range[1])
+            upscalers.setdefault(method, {})[seed] = model_upscaler(model.eval(), seeded.eval.chunk)
     return upscalers
 
 

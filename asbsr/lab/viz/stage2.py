@@ -190,12 +190,6 @@ def draw_image_grid(rows: Sequence[Sequence[tuple]], size: float = 3.0) -> plt.F
     return fig
 
 
-def draw_image_row(images: Sequence[torch.Tensor], titles: Sequence[str],
-                   size: float = 3.0) -> plt.Figure:
-    """One row of ``draw_image_grid``."""
-    return draw_image_grid([list(zip(images, titles))], size)
-
-
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing moving average over ``window`` points (shorter at the start)."""
     values = np.asarray(values, dtype=float)

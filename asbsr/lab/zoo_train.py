@@ -1,6 +1,6 @@
 """Train the model zoo: every Table 1 and Table 2 method at one preset and several seeds.
 
-    python -m asbsr.zoo_train --preset cpu --seeds 0 1 2 [--methods ours lte ...]
+    python -m asbsr.lab.zoo_train --preset cpu --seeds 0 1 2 [--methods ours lte ...]
 
 Resumable at any point: each stage-1 and stage-2 run checkpoints into ``--work`` and resumes
 from there; each finished model is exported (fp16) into the zoo with its config, seed, stage-1
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import torch
 
-from asbsr.benchmark import (
-    Sample, bicubic_upscaler, degrade_once, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
-)
 from asbsr.checkpoint import checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.data import load_set, set_digest
-from asbsr.notebook import PROJECT_ROOT
 from asbsr.sampling import sample_degradation
 from asbsr.train import TRAIN_MAX_SIDE, train_stage2
-from asbsr.zoo import (
+from asbsr.lab.benchmark import (
+    Sample, bicubic_upscaler, degrade_once, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
+)
+from asbsr.lab.notebook import PROJECT_ROOT
+from asbsr.lab.zoo import (
     ZOO_DIR, choose_default, export_model, export_stage1, merge_zoo, model_name, read_manifest, update_manifest,
 )
 
@@ -114,7 +114,7 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
 
     A lock on the run's key makes a second process that needs the same stage 1 wait for it
     and then load it, instead of training it twice."""
-    from asbsr.zoo import file_lock, find_stage1, obtain_stage1
+    from asbsr.lab.zoo import file_lock, find_stage1, obtain_stage1
 
     key = stage_key(config, 1)
     with file_lock(work / "locks" / f"stage1-{key}.lock"):
@@ -140,7 +140,7 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
 def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work: Path, command: str,
             device, progress) -> None:
     """Train one SR model into the zoo, unless the zoo holds it or another process is on it."""
-    from asbsr.zoo import file_lock
+    from asbsr.lab.zoo import file_lock
 
     mconfig = method_config(config, method)
     name = model_name(method, config.preset, config.seed, variant)
@@ -212,7 +212,7 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asbsr.zoo_train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m asbsr.lab.zoo_train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["all"],
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = list(dict.fromkeys(TABLE2_METHODS[-1:] + TABLE1_METHODS + TABLE2_METHODS)) \
         if args.methods == ["all"] else args.methods
     overrides = dict(item.split("=", 1) for item in args.set)
-    command = "python -m asbsr.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python -m asbsr.lab.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
               command, args.device)
     return 0

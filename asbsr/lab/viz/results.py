@@ -175,7 +175,7 @@ def benchmark_gallery(samples: Sequence, count: int = 8, size: float = 2.2) -> p
 def draw_gains(ax, gains: Mapping[str, Mapping[float, Mapping]], labels: Mapping[str, str] | None = None,
                reference: str = "Bicubic") -> None:
     """Each method's mean PSNR gain over ``reference`` at each scale with its interval (from
-    ``asbsr.results.gains``): one colour per method, scales side by side."""
+    ``asbsr.lab.results.gains``): one colour per method, scales side by side."""
     labels = labels or {}
     methods = list(gains)
     width = 0.8 / max(len(methods), 1)

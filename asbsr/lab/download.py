@@ -4,7 +4,7 @@ The paper trains on DIV2K's 800 training images and reports Table 2 on its 100 v
 images (Agustsson & Timofte, NTIRE 2017). The repository ships small stand-ins instead (see
 ``asbsr.data``); this module is for users with internet who want the real thing::
 
-    python -m asbsr.download div2k DIR [--only train|valid] [--base-url URL]
+    python -m asbsr.lab.download div2k DIR [--only train|valid] [--base-url URL]
 
 It leaves the image folders ``DIR/DIV2K_train_HR`` (0001.png ... 0800.png) and
 ``DIR/DIV2K_valid_HR`` (0801.png ... 0900.png), and the zips beside them so that a re-run verifies
@@ -241,7 +241,7 @@ def _show_progress(done: int, total: int | None) -> None:
     print(f"\r  {done / mib:.0f}{of}", end="", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m asbsr.download") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m asbsr.lab.download") -> int:
     """The command line: ``div2k DIR [--only train|valid] [--base-url URL]``; 0, or 2 with one
     ``error:`` line on stderr."""
     parser = argparse.ArgumentParser(prog=prog, description="Download verified datasets.")

@@ -1,6 +1,6 @@
 """Run the notebooks in order with papermill into one run folder.
 
-    python -m asbsr.pipeline [--preset cpu] [--run-dir runs/cpu-20261126-0930] [--train]
+    python -m asbsr.lab.pipeline [--preset cpu] [--run-dir runs/cpu-20261126-0930] [--train]
                              [--train-data /path/to/DIV2K_train_HR] [--notebooks DIR]
 
 The run folder receives the executed notebooks (``notebooks/``), ``figures/*.png``,
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import sys
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 
 from asbsr.config import PRESETS
-from asbsr.notebook import PROJECT_ROOT
+from asbsr.files import atomic_write_text
+from asbsr.lab.notebook import PROJECT_ROOT
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 SCHEMA_NAME = "asbsr-metrics-v1"
@@ -67,9 +67,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _failure_message(notebook: str, error: Exception) -> str:

@@ -31,13 +31,13 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from asbsr.analysis import (
+from asbsr.config import Config, DegradationConfig
+from asbsr.degradation import Degradation, gaussian_kernel
+from asbsr.sampling import sample_degradation
+from asbsr.lab.analysis import (
     LabelledPatches, degraded_patches, fixed_kernel_series, in_eval_mode, kernel_spread, r2_score,
     reblur_psnr, representations, ridge_predict,
 )
-from asbsr.config import DegradationConfig
-from asbsr.degradation import Degradation, gaussian_kernel
-from asbsr.sampling import sample_degradation
 
 PROBE_SETS = ("val", "classic5", "skimage")  # photos no asbsr model trains on
 PROBE_SCALES = (1.5, 4.0)
@@ -170,7 +170,7 @@ def quartiles(values: torch.Tensor) -> torch.Tensor:
 def reblur_gain(clean: torch.Tensor, lr: torch.Tensor, kernels: torch.Tensor) -> float:
     """Mean over patches of ``PSNR(x↓s ⊗ k, y) − PSNR(x↓s ⊗ k̄, y)`` in dB, ``k̄`` the mean of
     ``kernels`` ``(N, K, K)``: how much better each patch's own kernel explains its LR patch
-    than one kernel for all would (``asbsr.analysis.reblur_psnr``, Y channel)."""
+    than one kernel for all would (``asbsr.lab.analysis.reblur_psnr``, Y channel)."""
     # averaged in float64, so that N equal kernels average to exactly themselves
     mean = kernels.double().mean(dim=0, keepdim=True).to(kernels.dtype).expand_as(kernels)
     return float((reblur_psnr(clean, lr, kernels) - reblur_psnr(clean, lr, mean)).mean())
@@ -265,7 +265,7 @@ def handmade_features(lr: torch.Tensor) -> torch.Tensor:
     return torch.stack(columns, dim=1).clamp_min(1e-12).log()
 
 
-def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, "Config"]:
+def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, Config]:
     """E and M (eval mode, CPU) and their config from any file that holds them: a zoo stage-1
     file, a zoo model (its stage-1 file beside it), or a stage-1 or stage-2 training checkpoint.
     Anything else is a ``CheckpointError``."""
@@ -273,7 +273,7 @@ def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, "Config"]:
 
     from asbsr.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_state
     from asbsr.train import build_stage1
-    from asbsr.zoo import load_encoder
+    from asbsr.lab.zoo import load_encoder
 
     path = Path(path)
     data = load_checkpoint(path)

@@ -12,7 +12,9 @@ known, cut from held-out photos:
   well those numbers can be read off a representation;
 * ``band_energies`` -- why E looks at the Haar high bands;
 * ``fixed_kernel_series`` -- the study of Fig. 4: one ``k_h``, one image, many scales;
-* ``reblur_psnr`` -- the LR-consistency check ``PSNR(x↓s ⊗ k, y)`` of Eq. 2.
+* ``reblur_psnr`` -- the LR-consistency check ``PSNR(x↓s ⊗ k, y)`` of Eq. 2;
+* ``closed_loop`` -- Eq. 6 at inference on one LR patch, for a trained ``BlindSR``, and
+  ``late_mean``, the level a training curve settles at.
 
 All arithmetic is torch; the R² probes are closed-form (no optimiser, no randomness besides the
 split), so a number printed in a notebook is reproducible to the last digit on one machine.
@@ -27,6 +29,8 @@ import torch
 from asbsr.config import Config, DegradationConfig
 from asbsr.data import load_set
 from asbsr.degradation import Degradation, blur, degrade, lr_size, lr_space_kernel, resize
+from asbsr.inference import grid_queries
+from asbsr.losses import cycle_loss
 from asbsr.metrics import psnr_y
 from asbsr.sampling import pad_kernel, sample_degradation
 from asbsr.wavelet import haar_dwt
@@ -297,3 +301,39 @@ def mean_l1(estimated: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Per-kernel mean absolute error of ``(N, K, K)`` kernels: ``(N,)`` -- L_k of Section 3.2
     sample by sample."""
     return (estimated.double() - true.double()).abs().flatten(1).mean(dim=1)
+
+
+# ---------------------------------------------------------------- the closed loop (Section 3.4)
+
+def closed_loop(model: torch.nn.Module, y: torch.Tensor, x_down: torch.Tensor | None = None) -> dict:
+    """Eq. 6 at inference on LR patches ``y`` ``(B, 3, h, w)``, for a ``BlindSR`` with M.
+
+    The SR module is queried at the pixel centres of ``y``'s own grid with the LR cell (the
+    scale-1 queries the training loop uses for the cycle), giving its estimate ``x_hat`` of the
+    blur-free ``x↓s`` (not clamped: what the loss sees); M gives ``k_hat = M(E(y))``. Returns
+    ``x_hat``, ``k_hat`` ``(B, k, k)``, ``reblurred = x_hat ⊗ k_hat``, ``l1`` = L_cycle (a float)
+    and, when the true ``x_down`` is given, ``x_error = mean |x_hat - x↓s|``; all on ``y``'s device.
+    """
+    batch, _, height, width = y.shape
+    coord, cell = grid_queries((height, width), (height, width), model.max_scale, device=y.device)
+    with torch.no_grad():
+        features = model.encode(y)
+        x_hat = model.query(features, coord[None].expand(batch, -1, -1), cell[None].expand(batch, -1, -1))
+        x_hat = x_hat.transpose(1, 2).reshape(batch, 3, height, width)  # (B, h*w, 3) -> images
+        k_hat = model.estimator(model.representation(y))
+        reblurred = blur(x_hat, k_hat)
+    loop = {"x_hat": x_hat, "k_hat": k_hat, "reblurred": reblurred,
+            "l1": cycle_loss(x_hat, k_hat, y).item()}
+    if x_down is not None:
+        loop["x_error"] = (x_hat - x_down).abs().mean().item()
+    return loop
+
+
+def late_mean(values: Sequence[float], fraction: float = 0.25) -> float:
+    """The mean of the last ``fraction`` of a training curve (at least one point): the level it
+    settles at, less noisy than its last value."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    if values.numel() == 0:
+        raise ValueError("late_mean of an empty curve")
+    return float(values[-max(1, int(values.numel() * fraction)):].mean())
+

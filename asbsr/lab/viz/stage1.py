@@ -2,7 +2,7 @@
 representation separates (notebook 02), and M's kernels next to the true ones (notebook 03).
 
 Each helper makes one matplotlib figure from tensors the notebook computed with the package
-(``asbsr.analysis``, the models) and returns it; nothing here trains or evaluates a network.
+(``asbsr.lab.analysis``, the models) and returns it; nothing here trains or evaluates a network.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from asbsr.analysis import BAND_NAMES
+from asbsr.lab.analysis import BAND_NAMES
 
 
 def _image(x: torch.Tensor) -> np.ndarray:

@@ -2,10 +2,10 @@
 stages cut by one factor. scripts/gpu_train.sh trains within a budget on a CUDA machine; it
 measures the training rates first (benchmarks/perf.py) and asks this module for the counts.
 
-    python -m asbsr.step_budget --preset gpu --budget 300 --unit 250 \\
+    python -m asbsr.lab.step_budget --preset gpu --budget 300 --unit 250 \\
         (--rates-file perf_train.json | --rates 1=2.5,2=1.0)
 
-prints the overrides for ``python -m asbsr.zoo_train --set``, one a line (``stage1.steps=750``),
+prints the overrides for ``python -m asbsr.lab.zoo_train --set``, one a line (``stage1.steps=750``),
 none when the preset's counts fit, and on stderr the arithmetic behind them.
 """
 
@@ -67,7 +67,7 @@ def read_rates(perf_json: Path, preset: str) -> dict[int, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asbsr.step_budget", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m asbsr.lab.step_budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", required=True, help="whose step counts to fit")
     parser.add_argument("--budget", type=float, required=True, help="seconds of training steps")
     parser.add_argument("--unit", type=int, required=True, help="cut counts are multiples of this")

@@ -30,8 +30,9 @@ import torch
 
 from asbsr.checkpoint import atomic_save  # noqa: F401  (re-exported for notebooks' convenience)
 from asbsr.config import Config, make_config
+from asbsr.files import atomic_path, atomic_write_text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _truthy(text: str) -> bool:
@@ -78,9 +79,8 @@ class Session:
 
     def save_figure(self, figure, stem: str) -> Path:
         path = self.figure_path(stem)
-        temporary = path.with_name(f".{path.name}.tmp.png")
-        figure.savefig(temporary, dpi=110, bbox_inches="tight")
-        os.replace(temporary, path)
+        with atomic_path(path, suffix=".tmp.png") as temporary:
+            figure.savefig(temporary, dpi=110, bbox_inches="tight")
         return path
 
     def record(self, **metrics: Any) -> Path:
@@ -89,10 +89,7 @@ class Session:
         path.parent.mkdir(parents=True, exist_ok=True)
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update(metrics)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(current, indent=2, sort_keys=True, default=float))
-        os.replace(temporary, path)
-        return path
+        return atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True, default=float))
 
 
 def start(name: str, preset: str | None = None, run_dir: str | None = None,

@@ -50,7 +50,7 @@ def _check_output_path(path: Path) -> None:
 def upscale_command(args: argparse.Namespace) -> int:
     from asbsr.checkpoint import CheckpointError
     from asbsr.data import read_image, save_image
-    from asbsr.zoo import default_name, load_model, model_path
+    from asbsr.lab.zoo import default_name, load_model, model_path
 
     output = Path(args.output)
     _check_output_path(output)
@@ -110,12 +110,12 @@ def upscale_command(args: argparse.Namespace) -> int:
     if args.tile > 0:  # memory bounded by the tile, not by the image
         from asbsr.tiling import upscale_tiled
         try:
-            sr = upscale_tiled(model, lr, size=size, tile=args.tile, chunk=chunk,
-                               training_max_scale=high, progress=progress)
+            sr = upscale_tiled(model, lr, size=size, tile=args.tile, chunk=chunk, progress=progress)
         except ValueError as error:  # e.g. a head whose attention spans the whole image
             raise UsageError(str(error)) from None
     else:
-        sr = model.upscale(lr, size=size, chunk=chunk, training_max_scale=high, progress=progress)
+        from asbsr.inference import upscale
+        sr = upscale(model, lr, size=size, chunk=chunk, progress=progress)
     save_image(sr[0].cpu(), output)
     print(f"{args.input} ({w}x{h}) -> {output} ({out_w}x{out_h}, x{scale:.3g}) "
           f"with {checkpoint.name} on {device.type}")
@@ -129,10 +129,10 @@ def scores_command(args: argparse.Namespace) -> int:
     the zoo's default models are chosen again from them."""
     import tempfile
 
-    from asbsr.benchmark import bicubic_upscaler, model_upscaler
     from asbsr.data import set_digest
-    from asbsr.zoo import ZOO_DIR, choose_default, default_name, load_model, read_manifest, update_manifest
-    from asbsr.zoo_train import VALIDATION_SCALES, validation_scores
+    from asbsr.lab.benchmark import bicubic_upscaler, model_upscaler
+    from asbsr.lab.zoo import ZOO_DIR, choose_default, default_name, load_model, read_manifest, update_manifest
+    from asbsr.lab.zoo_train import VALIDATION_SCALES, validation_scores
 
     zoo = Path(args.zoo) if args.zoo else ZOO_DIR
     manifest = read_manifest(zoo)
@@ -163,7 +163,7 @@ def scores_command(args: argparse.Namespace) -> int:
                 first = config
                 measured["bicubic"] = validation_scores(bicubic_upscaler, config, cache)
                 row("bicubic", measured["bicubic"], manifest.get("reference", {}).get("bicubic"))
-            upscaler = model_upscaler(model, config.eval.chunk, config.degradation.scale_range[1])
+            upscaler = model_upscaler(model, config.eval.chunk)
             measured[name] = validation_scores(upscaler, config, cache)
             row(name, measured[name], manifest["models"][name].get("scores"))
     print(f"\nthe '{first.data.val}' photos, one degradation per photo (seed "
@@ -188,14 +188,14 @@ def scores_command(args: argparse.Namespace) -> int:
 
 
 def probe_command(args: argparse.Namespace) -> int:
-    """The three numbers of ``asbsr.probe`` (and its diagnostics) for zoo models or checkpoints,
+    """The three numbers of ``asbsr.lab.probe`` (and its diagnostics) for zoo models or checkpoints,
     beside what hand-made features and the oracle kernels score on the same patches."""
     from asbsr.data import load_set
-    from asbsr.probe import (
+    from asbsr.lab.probe import (
         PROBE_SETS, grouped_ridge_r2, handmade_features, load_stage1, lr_blur_width, probe_set,
         probe_stage1, reference_numbers, unique_photos,
     )
-    from asbsr.zoo import ZOO_DIR, default_name, model_path
+    from asbsr.lab.zoo import ZOO_DIR, default_name, model_path
 
     if args.per_photo < 4:
         raise UsageError(f"--per-photo must be at least 4, got {args.per_photo}")
@@ -294,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["pipeline"]:
-        from asbsr.pipeline import main as pipeline_main
+        from asbsr.lab.pipeline import main as pipeline_main
         return pipeline_main(argv[1:])
     if argv[:1] == ["data"]:
-        from asbsr.download import main as download_main
+        from asbsr.lab.download import main as download_main
         return download_main(argv[1:], prog="asbsr data")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -35,8 +35,10 @@ import torch
 from asbsr.config import DegradationConfig
 from asbsr.data import load_image, load_set, save_image
 from asbsr.degradation import Degradation, degrade, lr_size, resize
-from asbsr.sampling import sample_degradation
+from asbsr.files import atomic_write_text
+from asbsr.inference import upscale
 from asbsr.metrics import crop_hr_to_lr_grid, psnr_y, shave_for, ssim_y
+from asbsr.sampling import sample_degradation
 
 
 @dataclass
@@ -121,10 +123,8 @@ def degraded_set(set_name: str, scale: float, seed: int, cfg: DegradationConfig,
         folder.mkdir(parents=True, exist_ok=True)
         for sample, entry in zip(samples, entries):
             save_image(sample.lr, folder / entry["lr_file"])
-        temporary = folder / ".manifest.json.tmp"
-        temporary.write_text(json.dumps({"set": label, "scale": scale, "seed": seed,
-                                         "draws": draws, "images": entries}, indent=2))
-        os.replace(temporary, manifest_path)
+        atomic_write_text(manifest_path, json.dumps({"set": label, "scale": scale, "seed": seed,
+                                                     "draws": draws, "images": entries}, indent=2))
     return samples
 
 
@@ -136,12 +136,12 @@ def bicubic_upscaler(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(lr, size, "bicubic").clamp(0, 1)
 
 
-def model_upscaler(model, chunk: int = 65536, training_max_scale: float = 4.0) -> Upscaler:
-    """Wrap a ``BlindSR`` as ``(lr, size) -> sr``."""
+def model_upscaler(model, chunk: int = 65536) -> Upscaler:
+    """Wrap a ``BlindSR`` as ``(lr, size) -> sr`` (``asbsr.inference.upscale``, the cell clipped
+    beyond the model's own training scales)."""
     def run(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         device = next(model.parameters()).device
-        return model.upscale(lr.to(device), size=size, chunk=chunk,
-                             training_max_scale=training_max_scale).cpu()
+        return upscale(model, lr.to(device), size=size, chunk=chunk).cpu()
     return run
 
 
@@ -229,8 +229,4 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=list(flat[0]))
     writer.writeheader()
     writer.writerows(flat)
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(buffer.getvalue())
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, buffer.getvalue())

@@ -1,6 +1,6 @@
 """The shipped model zoo: trained weights that load without a download.
 
-``asbsr/zoo/`` holds fp16 weights trained by this project's own ``asbsr.zoo_train``:
+``asbsr/zoo/`` holds fp16 weights trained by this project's own ``asbsr.lab.zoo_train``:
 
 * ``stage1-<key>.pt``: E and M of one stage-1 run (shared by every method of that seed);
 * ``<method>-<preset>-s<seed>.pt``: one SR module, naming the stage-1 file it was trained on;
@@ -9,7 +9,7 @@
 
 ``load_model(path)`` also accepts a stage-2 training checkpoint (``stage2-*.pt``), which holds
 E, M and the SR module together. ``merge_zoo`` adds the models of a zoo folder trained on another
-machine (``python -m asbsr.zoo_train --merge FOLDER``).
+machine (``python -m asbsr.lab.zoo_train --merge FOLDER``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ except ImportError:  # pragma: no cover - Windows: one process at a time
     fcntl = None
 
 from asbsr.checkpoint import (
-    FORMAT, CheckpointError, atomic_path, atomic_save, checkpoint_config, load_checkpoint, load_state,
+    FORMAT, CheckpointError, atomic_save, checkpoint_config, load_checkpoint, load_state,
     uses_stage1,
     stage_key,
 )
-from asbsr.config import Config, to_dict
+from asbsr.config import CPU_SIZED_PRESETS, Config, to_dict
+from asbsr.files import atomic_path, atomic_write_text
 from asbsr.models.blind import BlindSR
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
 MANIFEST = "MANIFEST.json"
 
 
@@ -80,11 +81,7 @@ def read_manifest(folder: Path = ZOO_DIR) -> dict:
 
 
 def write_manifest(manifest: dict, folder: Path = ZOO_DIR) -> None:
-    path = Path(folder) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    atomic_write_text(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def update_manifest(change: Callable[[dict], None], folder: Path = ZOO_DIR) -> dict:
@@ -95,12 +92,6 @@ def update_manifest(change: Callable[[dict], None], folder: Path = ZOO_DIR) -> d
         change(manifest)
         write_manifest(manifest, folder)
     return manifest
-
-
-# Presets whose architecture is sized for a CPU: on a CPU the paper-size model (gpu, paper) spends
-# 7-10x the time per output pixel (~93 vs 9-13 CPU us, benchmarks/RESULTS.md): minutes instead of
-# seconds for a photo on a laptop.
-CPU_SIZED_PRESETS = ("smoke", "cpu")
 
 
 def choose_default(manifest: dict) -> None:

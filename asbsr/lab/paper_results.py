@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from asbsr.benchmark import format_table
+from asbsr.lab.benchmark import format_table
 
 SETS = ("Set5", "Set14", "BSD100", "Urban100")
 SCALES = (3.0, 3.6, 4.0)
