@@ -118,8 +118,9 @@ def required_halo(model: nn.Module) -> int:
 
 
 def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, tile: int,
-                 halo: int | None = None) -> dict[str, torch.Tensor]:
+                 halo: int | None = None, encode=None) -> dict[str, torch.Tensor]:
     """``model.encode(lr, rep)`` computed tile by tile: the same dict of ``(B, C_k, h, w)`` maps.
+    (``encode``: another encoding function of the model's, e.g. ``BlindSR.encode_prepared``.)
 
     ``lr``: ``(B, 3, h, w)``; each ``tile x tile`` block (smaller at the right and bottom edges)
     is encoded with ``halo`` extra LR pixels on each side (clipped at the image border), and the
@@ -143,7 +144,7 @@ def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, t
             bottom, right = min(top + tile, height), min(left + tile, width)
             y0, x0 = max(top - halo, 0), max(left - halo, 0)
             y1, x1 = min(bottom + halo, height), min(right + halo, width)
-            maps = model.encode(lr[..., y0:y1, x0:x1], rep)
+            maps = (encode or model.encode)(lr[..., y0:y1, x0:x1], rep)
             for key, fmap in maps.items():
                 if fmap.shape[-2:] != (y1 - y0, x1 - x0):
                     raise ValueError(f"encode's {key!r} is not at LR resolution; cannot tile it")
@@ -191,11 +192,11 @@ def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
     if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
         raise ValueError(f"tile must be an integer >= 0, got {tile!r}")
     max_scale = model_max_scale(model, training_max_scale)
-    head = model
+    encode = model.encode
     if hasattr(model, "prepare"):  # a BlindSR: E (and the deconvolution) on the whole image once
         lr, rep = model.prepare(lr, rep)
-        head = model.sr
-    if getattr(head, "modulated", False) and rep is None:
+        encode = model.encode_prepared
+    if getattr(model, "modulated", False) and rep is None:
         raise ValueError("the model is modulated: pass rep = E(lr), the degradation representation")
     batch, _, h, w = lr.shape
     H, W = output_size((h, w), scale, size)
@@ -206,6 +207,6 @@ def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
     # no_grad rather than inference_mode: the result is then an ordinary tensor that callers may
     # modify in place or feed to a later autograd computation.
     with torch.no_grad():
-        features = encode_tiled(head, lr, rep, tile, halo) if tile else head.encode(lr, rep)
-        out = query_chunks(head, features, coord, cell, chunk, lr.new_empty(batch, H * W, 3), progress)
+        features = encode_tiled(model, lr, rep, tile, halo, encode) if tile else encode(lr, rep)
+        out = query_chunks(model, features, coord, cell, chunk, lr.new_empty(batch, H * W, 3), progress)
     return out.view(batch, H, W, 3).permute(0, 3, 1, 2).clamp(0, 1).contiguous()

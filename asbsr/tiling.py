@@ -6,8 +6,8 @@ full-size feature maps (``n_feats + 2 * width`` channels at LR size for LTE: 576
 ``upscale_tiled`` never builds them. For each ``tile x tile`` block of the LR image it
 
 1. crops the prepared LR image with ``context`` pixels on every side (clipped at the image
-   border), ``context = required_halo(model.sr) + margin``;
-2. encodes the crop, ``model.sr.encode(crop, rep)``: the centre of the crop, out to ``margin``
+   border), ``context = required_halo(model) + margin``;
+2. encodes the crop, ``model.encode_prepared(crop, rep)``: the centre of the crop, out to ``margin``
    pixels beyond the block, equals the untiled encoding (every encoder convolution is 3x3, so a
    feature pixel depends only on the LR pixels within ``receptive_radius`` of it);
 3. queries every output pixel whose centre falls inside the block, in the crop's own frame, and
@@ -120,7 +120,7 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
             model's own ``max_scale`` (as ``upscale``).
         progress: a tqdm bar over the blocks.
         halo: LR context per side of a block's crop; ``None`` uses
-            ``required_halo(model.sr) + margin`` (see the module docstring), for which the result
+            ``required_halo(model) + margin`` (see the module docstring), for which the result
             equals ``upscale`` up to float rounding. Smaller values show seams.
 
     Returns ``(B, 3, H, W)`` clamped to [0, 1]. Memory: the LR image, its Haar bands and the
@@ -128,10 +128,10 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
     block by block as well (``DegradationEncoder.forward_tiled``, exact); the DCLS-style
     baselines' Wiener deconvolution still runs on the whole image. Runs under ``torch.no_grad``.
     """
-    if not (hasattr(model, "prepare") and hasattr(model, "sr")):
+    if not (hasattr(model, "prepare") and hasattr(model, "encode_prepared")):
         raise TypeError("upscale_tiled needs a BlindSR (E + SR module), got "
                         f"{type(model).__name__}")
-    if getattr(model.sr, "receptive_radius", None) is None:
+    if model.receptive_radius is None:
         raise ValueError(f"tiling is not exact for {type(model.sr).__name__}: its encoding depends "
                          "on the whole image (global attention); use asbsr.inference.upscale without tiles")
     if lr.dim() != 4 or lr.shape[1] != 3:
@@ -144,7 +144,7 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
     if halo is None:
         # Half a cell, in LR pixels, is how far Meta-SR's corner lies from the query's centre.
         reach = max(cell_y * h, cell_x * w) / 4
-        halo = required_halo(model.sr) + max(2, 1 + math.ceil(reach))
+        halo = required_halo(model) + max(2, 1 + math.ceil(reach))
     elif isinstance(halo, bool) or not isinstance(halo, numbers.Integral) or halo < 0:
         raise ValueError(f"halo must be an integer >= 0, got {halo!r}")
     dtype = torch.float64 if lr.dtype == torch.float64 else torch.float32
@@ -163,13 +163,13 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
                 continue
             y0, y1 = max(top - halo, 0), min(bottom + halo, h)
             x0, x1 = max(left - halo, 0), min(right + halo, w)
-            features = model.sr.encode(prepared[..., y0:y1, x0:x1], rep)
+            features = model.encode_prepared(prepared[..., y0:y1, x0:x1], rep)
             ys = crop_coordinates(rows_global[r0:r1], h, y0, y1)
             xs = crop_coordinates(cols_global[c0:c1], w, x0, x1)
             coord = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
             cell = torch.tensor([cell_y * h / (y1 - y0), cell_x * w / (x1 - x0)],
                                 device=lr.device, dtype=dtype).expand(coord.shape[0], 2)
-            block = query_chunks(model.sr, features, coord, cell, chunk,
+            block = query_chunks(model, features, coord, cell, chunk,
                                  lr.new_empty(batch, coord.shape[0], 3))
             del features
             out[:, :, r0:r1, c0:c1] = block.view(batch, r1 - r0, c1 - c0, 3).permute(0, 3, 1, 2)

@@ -74,9 +74,20 @@ class BlindSR(nn.Module):
                 lr = wiener_deconvolve(lr, self.estimator(rep))
         return lr, rep
 
+    @property
+    def receptive_radius(self) -> int | None:
+        """The SR module's: LR pixels of context its encoding needs per side (``None``: the
+        whole image, as for SRNO's attention)."""
+        return getattr(self.sr, "receptive_radius", None)
+
+    def encode_prepared(self, prepared: torch.Tensor, rep: torch.Tensor | None) -> dict:
+        """The SR module's feature maps of an input already through ``prepare`` (or of a crop of
+        it: whole-image inference prepares once and may encode block by block)."""
+        return self.sr.encode(prepared, rep)
+
     def encode(self, lr: torch.Tensor, rep: torch.Tensor | None = None) -> dict:
         prepared, rep = self.prepare(lr, rep)
-        return self.sr.encode(prepared, rep)
+        return self.encode_prepared(prepared, rep)
 
     def query(self, features: dict, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         return self.sr.query(features, coord, cell)
