@@ -17,6 +17,8 @@ and so does adding, removing or changing a training photo.
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +83,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a zip archive: damaged, "
+                              "truncated, or another kind of file)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated file, another format, a pickle of objects
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from error
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path} holds Python objects besides tensors and plain values; asbsr "
+                              "reads only those and will not load it") from error
+    except Exception as error:  # a truncated or damaged archive
+        lines = [line for line in str(error).strip().splitlines() if "weights_only" not in line]
+        reason = lines[0] if lines else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or damaged?): {reason}") from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asbsr checkpoint (format {FORMAT!r} expected)")
     return data

@@ -294,11 +294,17 @@ def validate(config: Config) -> None:
         s = getattr(config, section)
         need(s.batch_size >= 1 and s.steps >= 0 and s.patch_size >= 8 and s.lr > 0,
              f"{section}: batch_size >= 1, steps >= 0, patch_size >= 8, lr > 0")
+        need(s.checkpoint_every >= 1, f"{section}.checkpoint_every must be >= 1")
     need(config.stage1.batch_size >= 2, "stage1.batch_size must be >= 2 (BatchNorm)")
     need(config.stage2.cycle_weight >= 0, "stage2.cycle_weight must be >= 0")
     need(config.stage2.patch_size >= config.degradation.lr_kernel_size,
          "stage2.patch_size must be >= degradation.lr_kernel_size (the cycle blurs with k_l)")
     need(len(config.model.mlp) >= 1, "model.mlp needs at least one hidden layer")
+    e = config.eval
+    need(e.chunk >= 1 and e.tile >= 0, "eval.chunk must be >= 1 and eval.tile >= 0")
+    need(min(e.stage1_probe_patches, e.kernel_probe_patches, e.table2_draws) >= 1,
+         "eval.stage1_probe_patches, eval.kernel_probe_patches and eval.table2_draws must be >= 1")
+    need(min(e.cycle_max_side, e.table_max_side) >= 0, "eval.*_max_side must be >= 0 (0: full size)")
 
 
 def to_dict(config: Config) -> dict[str, Any]:

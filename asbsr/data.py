@@ -73,6 +73,29 @@ def _decode(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, float]:
     return np.asarray(im.convert("RGB")), 255.0
 
 
+def _bits_per_sample(path: Path, im: Image.Image) -> int:
+    """Bits per colour sample as the file stores them (PNG's IHDR, TIFF's BitsPerSample), 8 when
+    the format does not say: Pillow opens a 16-bit RGB file as 8-bit RGB without a word."""
+    if im.format == "PNG":
+        with open(path, "rb") as handle:
+            header = handle.read(26)
+        return header[24] if len(header) == 26 and header[12:16] == b"IHDR" else 8
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, 8)
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """``path`` if it is a non-empty file, else ``ImageError`` saying what it is instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return path
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read any still image PIL understands as ``LoadedImage(image (3, H, W) float32 in [0, 1], notes)``.
 
@@ -80,11 +103,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     16-bit samples are divided by 65535 (16-bit RGB PNGs arrive as 8-bit: PIL has no 48-bit
     mode). Missing, empty, truncated or non-image files raise ``ImageError`` naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)")
+    path = check_image_file(path)
     notes: list[str] = []
     try:
         with Image.open(path) as im:
@@ -92,6 +111,11 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
                 notes.append(f"first of {im.n_frames} frames used")
             if im.getexif().get(0x0112, 1) not in (1, None):
                 notes.append("EXIF orientation applied")
+            if _bits_per_sample(path, im) > 8 and im.mode in ("RGB", "RGBA"):
+                notes.append("16-bit colour image read as 8-bit (Pillow has no 16-bit RGB mode): "
+                             "the low 8 bits of each sample are lost")
+            if im.info.get("icc_profile"):
+                notes.append("colour profile (ICC) ignored: the pixel values are read as sRGB")
             im.load()  # decode here, so that truncated data fails inside this try
             im = ImageOps.exif_transpose(im)
             if im.width == 0 or im.height == 0:

@@ -47,6 +47,34 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def available_devices() -> list[str]:
+    """The device types this machine can run on: ``cpu`` and any of cuda, mps, xpu present."""
+    found = ["cpu"]
+    for kind in ("cuda", "mps", "xpu"):
+        backend = getattr(torch, kind, None) if kind != "mps" else getattr(torch.backends, "mps", None)
+        try:
+            if backend is not None and backend.is_available():
+                found.append(kind)
+        except Exception:  # a backend that cannot even be asked counts as absent
+            pass
+    return found
+
+
+def check_device(name: str) -> torch.device:
+    """``torch.device(name)`` if this machine has it (and, for ``cuda:N``, that many GPUs), else
+    ``ValueError`` naming the devices it does have."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device name; here: {', '.join(available_devices())}") from None
+    present = available_devices()
+    if device.type not in present:
+        raise ValueError(f"--device {name}: this machine has no {device.type} device; here: {', '.join(present)}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (the LTE sinusoid keeps fp32 inside the head); off on CPU."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -116,6 +144,23 @@ def _save(path: Path, config: Config, stage: int, step: int, steps: int, models:
     atomic_write_text(path.with_suffix(".history.json"), json.dumps(history))
 
 
+def remove_stale_temporaries(path: Path, older_than: float = 600.0) -> list[Path]:
+    """Delete the temporary files an interrupted write of ``path`` (or of its history) left
+    beside it, ``.<name>.*.tmp`` untouched for ``older_than`` seconds (a write in progress, by
+    this or another process, is younger). Returns what was removed."""
+    removed = []
+    now = time.time()
+    for name in (path.name, path.with_suffix(".history.json").name):
+        for orphan in path.parent.glob(f".{name}.*.tmp"):
+            try:
+                if now - orphan.stat().st_mtime > older_than:
+                    orphan.unlink()
+                    removed.append(orphan)
+            except FileNotFoundError:  # another process removed it first
+                pass
+    return removed
+
+
 def _resume(path: Path, models: dict, optimizer, generator: torch.Generator, device) -> tuple[int, dict]:
     """Restore a checkpoint's weights, optimizer and sampler state; returns (step, history)."""
     data = load_checkpoint(path, map_location=device)
@@ -137,6 +182,7 @@ def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_f
     optimizer = torch.optim.Adam(trainable, lr=config.stage1.lr if stage == 1 else config.stage2.lr)
     generator = torch.Generator().manual_seed(config.seed)
     step, history = 0, {}
+    remove_stale_temporaries(path)
     if path.exists():
         step, history = _resume(path, models, optimizer, generator, device)
     start_step, started = step, time.perf_counter()
@@ -278,7 +324,7 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
         l_super = super_loss(predicted[:, :queries], target)
         losses = {"super": l_super.item()}
         if with_cycle:
-            l_cycle = cycle_loss(_lr_grid(predicted[:, queries:], side), k_hat, lr)
+            l_cycle = cycle_loss(lr_grid(predicted[:, queries:], side), k_hat, lr)
             loss = l_super + weight * l_cycle
         else:
             loss = l_super
@@ -286,7 +332,7 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
                 with torch.no_grad(), autocast(device):
                     lr_only = model.query(features, lr_coord.expand(count, -1, -1),
                                           lr_cell.expand(count, -1, -1)).float()
-                l_cycle = cycle_loss(_lr_grid(lr_only, side), k_hat, lr)
+                l_cycle = cycle_loss(lr_grid(lr_only, side), k_hat, lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -310,6 +356,6 @@ def _measure(model: nn.Module, monitor: Callable[[nn.Module], dict]) -> dict:
         return monitor(model)
 
 
-def _lr_grid(predicted: torch.Tensor, side: int) -> torch.Tensor:
+def lr_grid(predicted: torch.Tensor, side: int) -> torch.Tensor:
     """Scale-1 query results ``(B, side*side, 3)`` (row-major LR grid) as an image ``(B, 3, side, side)``."""
     return predicted.transpose(1, 2).reshape(predicted.shape[0], 3, side, side)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from asbsr.checkpoint import CheckpointError, atomic_save, load_checkpoint, stage_key
+from asbsr.checkpoint import FORMAT, CheckpointError, atomic_save, load_checkpoint, stage_key
 from asbsr.config import make_config, method_config
 from asbsr.inference import upscale
 from asbsr.lab.zoo import (
@@ -38,7 +38,7 @@ def test_wrong_files_raise_checkpoint_error(trained, tmp_path):
         load_model(stage1.path)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00not a checkpoint" * 10)
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load_model(junk)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_model(tmp_path / "missing.pt")
@@ -144,7 +144,9 @@ def _zoo_with(folder, models: dict, stage1: dict, reference=None):
         manifest["reference"] = reference
     write_manifest(manifest, folder)
     for entry in [*models.values(), *stage1.values()]:
-        (folder / entry["file"]).write_bytes(entry["file"].encode())
+        # a small real checkpoint whose one weight names the file: merges load what they copy
+        atomic_save({"format": FORMAT, "models": {"sr": {"w": torch.tensor([float(len(entry["file"]))])}},
+                     "name": entry["file"]}, folder / entry["file"])
     return folder
 
 
@@ -167,7 +169,7 @@ def test_merge_adds_new_models_once_and_picks_the_best_default(tmp_path):
     assert sorted(manifest["models"]) == ["ours-cpu-s0", "ours-gpu-s0"]
     assert manifest["default"] == "ours-gpu-s0"  # the better x4 PSNR
     assert manifest["default_cpu"] == "ours-cpu-s0"  # the best one sized for a CPU
-    assert (here / "ours-gpu-s0.pt").read_bytes() == b"ours-gpu-s0.pt"
+    assert (here / "ours-gpu-s0.pt").read_bytes() == (there / "ours-gpu-s0.pt").read_bytes()
     assert (here / "stage1-gpu-s1.pt").stat().st_mode & 0o777 == 0o644
     assert merge_zoo(there, here) == []  # nothing new the second time
     assert not list(here.glob("*.tmp"))
@@ -289,3 +291,26 @@ def test_zoo_stage1_files_hold_e_and_m_without_the_simsiam_heads(trained, tmp_pa
     with torch.no_grad():
         again = obtain_stage1(config, tmp_path / "work", zoo=tmp_path, progress=False)
         torch.testing.assert_close(again.estimator(again.encoder(lr)), expected)
+
+
+def test_every_shipped_zoo_file_has_its_digest_and_matches_it():
+    from asbsr.lab.zoo import ZOO_DIR, file_sha256, read_manifest
+
+    manifest = read_manifest(ZOO_DIR)
+    entries = [*manifest["models"].values(), *manifest["stage1"].values()]
+    assert entries and all(entry.get("sha256") for entry in entries)
+    for entry in entries:
+        assert file_sha256(ZOO_DIR / entry["file"]) == entry["sha256"], entry["file"]
+
+
+def test_record_digests_fills_only_what_is_missing(tmp_path):
+    import shutil
+
+    from asbsr.lab.zoo import ZOO_DIR, read_manifest, record_digests, write_manifest
+
+    shutil.copy(ZOO_DIR / "lte-cpu-s0.pt", tmp_path)
+    write_manifest({"format": "asbsr-zoo-v1", "stage1": {}, "models": {
+        "lte-cpu-s0": {"file": "lte-cpu-s0.pt", "method": "lte"}}}, tmp_path)
+    assert record_digests(tmp_path) == ["lte-cpu-s0.pt"]
+    assert len(read_manifest(tmp_path)["models"]["lte-cpu-s0"]["sha256"]) == 64
+    assert record_digests(tmp_path) == []

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -38,26 +40,93 @@ def _positive_scale(text: str) -> float:
     return value
 
 
-def _check_output_path(path: Path) -> None:
+def _max_pixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-pixels must be a number, got {text!r}") from None
+    if not value >= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"--max-pixels must be a number >= 1, got {text!r}")
+    return value
+
+
+# Largest side each format can store (Pillow raises, or worse, only when saving).
+FORMAT_MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "GIF": 65535, "BMP": 2 ** 31 - 1}
+# Icon formats store a few fixed square sizes, not the image computed: refused.
+ICON_FORMATS = ("ICO", "ICNS")
+# Bytes per pixel to expect on disk, for the free-space check: compressed formats need less.
+FORMAT_BYTES_PER_PIXEL = {"JPEG": 0.5, "WEBP": 0.5, "GIF": 1.0}
+
+
+def check_output(path: Path, size: tuple[int, int]) -> list[str]:
+    """Everything that would make writing an ``H x W`` RGB image to ``path`` fail, checked
+    before any work: the folder exists and is writable, the path is not a folder, Pillow can
+    write the format, the format can hold the size, and the disk has room. Raises
+    ``UsageError``; returns notes on what the format will change (GIF's 256 colours)."""
     Image.init()
-    if path.suffix.lower() not in Image.registered_extensions():
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
         raise UsageError(f"cannot write {path.name}: unknown image type {path.suffix!r} "
                          f"(use .png, .jpg, .tif, .bmp or .webp)")
-    if not path.parent.exists():
-        raise UsageError(f"output folder {path.parent} does not exist")
+    if fmt not in Image.SAVE:
+        raise UsageError(f"cannot write {path.name}: Pillow reads {fmt} but cannot write it "
+                         f"(use .png, .jpg, .tif, .bmp or .webp)")
+    if fmt in ICON_FORMATS:
+        raise UsageError(f"cannot write {path.name}: {fmt} stores icons at fixed square sizes, not "
+                         f"the image computed (use .png)")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name for the output")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"cannot write to {path}: permission denied")
+    height, width = size
+    limit = FORMAT_MAX_SIDE.get(fmt)
+    if limit is not None and max(height, width) > limit:
+        raise UsageError(f"{fmt} stores at most {limit} pixels a side; {width}x{height} does not fit "
+                         f"(use .png or .tif)")
+    need = int(height * width * 3 * FORMAT_BYTES_PER_PIXEL.get(fmt, 1.0)) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UsageError(f"{folder} has {free / 1e6:.0f} MB free; a {width}x{height} {fmt} may need "
+                         f"up to {need / 1e6:.0f} MB")
+    return ["GIF stores 256 colours: the output is quantised to a palette"] if fmt == "GIF" else []
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of an image as ``read_image`` will return it (EXIF orientation applied), from
+    its header alone: nothing is decoded. Unreadable files raise ``ImageError``."""
+    from asbsr.data import ImageError, check_image_file
+
+    path = check_image_file(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                width, height = height, width
+    except Exception as error:  # read_image gives the full reason
+        raise ImageError(f"{path}: cannot read as an image ({type(error).__name__}: {error})") from None
+    return height, width
+
+
+def _device(name: str) -> torch.device:
+    from asbsr.train import check_device
+
+    try:
+        return check_device(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def upscale_command(args: argparse.Namespace) -> int:
     from asbsr.checkpoint import CheckpointError
     from asbsr.data import read_image, save_image
     from asbsr.lab.zoo import default_name, load_model, model_path
+    from asbsr.train import default_device
 
     output = Path(args.output)
-    _check_output_path(output)
-    loaded = read_image(args.input)
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    _, h, w = loaded.image.shape
+    h, w = image_size(args.input)  # the header: the size checks below come before the decode
     if min(h, w) < MIN_SIDE:
         raise UsageError(f"{args.input} is {w}x{h} pixels; at least {MIN_SIDE} on each side needed")
     if args.size:
@@ -76,7 +145,8 @@ def upscale_command(args: argparse.Namespace) -> int:
                          f"{args.max_pixels / 1e6:.0f} MP (raise it with --max-pixels)")
     if args.tile < 0 or (args.chunk is not None and args.chunk < 1):
         raise UsageError("--tile must be >= 0 and --chunk >= 1")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    output_notes = check_output(output, (out_h, out_w))
+    device = _device(args.device) if args.device else default_device()
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
     else:
@@ -104,6 +174,12 @@ def upscale_command(args: argparse.Namespace) -> int:
     elif scale < 1:
         print(f"warning: scale {scale:g} < 1 downscales; the model was trained for upscaling",
               file=sys.stderr)
+    loaded = read_image(args.input)
+    for note in [*loaded.notes, *output_notes]:
+        print(f"note: {note}", file=sys.stderr)
+    if tuple(loaded.image.shape[-2:]) != (h, w):
+        raise UsageError(f"{args.input}: the header says {w}x{h}, the decoded image is "
+                         f"{loaded.image.shape[-1]}x{loaded.image.shape[-2]}")
     lr = loaded.image.unsqueeze(0).to(device)
     size = (out_h, out_w)
     progress = out_h * out_w > 4_000_000
@@ -116,7 +192,10 @@ def upscale_command(args: argparse.Namespace) -> int:
     else:
         from asbsr.inference import upscale
         sr = upscale(model, lr, size=size, chunk=chunk, progress=progress)
-    save_image(sr[0].cpu(), output)
+    try:
+        save_image(sr[0].cpu(), output)
+    except (OSError, ValueError) as error:  # e.g. the disk filled up while writing
+        raise UsageError(f"could not write {output} ({error}); nothing was written") from None
     print(f"{args.input} ({w}x{h}) -> {output} ({out_w}x{out_h}, x{scale:.3g}) "
           f"with {checkpoint.name} on {device.type}")
     return 0
@@ -137,7 +216,7 @@ def scores_command(args: argparse.Namespace) -> int:
     zoo = Path(args.zoo) if args.zoo else ZOO_DIR
     manifest = read_manifest(zoo)
     available = sorted(manifest["models"])
-    device_type = torch.device(args.device).type
+    device_type = _device(args.device).type
     names = available if args.all else (args.models or [default_name(device_type, zoo)])
     unknown = [n for n in names if n not in manifest["models"]]
     if not available or unknown:
@@ -260,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tile", type=int, default=0,
                     help="process the input in blocks of this many LR pixels (bounds memory; "
                          "equal to the whole-image result except for SRNO)")
-    up.add_argument("--max-pixels", type=float, default=MAX_OUTPUT_PIXELS,
+    up.add_argument("--max-pixels", type=_max_pixels, default=MAX_OUTPUT_PIXELS,
                     help="refuse outputs larger than this many pixels")
     up.set_defaults(handler=upscale_command)
     scores = commands.add_parser("scores", help="zoo models vs bicubic on the validation photos")
@@ -313,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("error: out of memory; try --tile 256 and a smaller --chunk", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ METRICS_SCHEMA = {
         "python": {"type": "string"},
         "started": {"type": "string"},
         "finished": {"type": "string"},
-        "status": {"enum": ["ok", "failed"]},
+        "status": {"enum": ["ok", "failed", "interrupted"]},
         "train": {"type": "boolean"},
         "notebooks": {
             "type": "array",
@@ -52,7 +52,7 @@ METRICS_SCHEMA = {
                 "properties": {
                     "notebook": {"type": "string"},
                     "seconds": {"type": "number", "minimum": 0},
-                    "status": {"enum": ["ok", "failed"]},
+                    "status": {"enum": ["ok", "failed", "interrupted"]},
                     "error": {"type": "string"},
                 },
             },
@@ -108,6 +108,10 @@ def run_pipeline(preset: str, run_dir: Path, train: bool = False, train_data: st
         try:
             papermill.execute_notebook(str(path), str(output), parameters=parameters,
                                        kernel_name=kernel, cwd=str(path.parent), progress_bar=False)
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+            entry["error"] = f"{path.name} was interrupted (Ctrl-C)"
+            code = 130
         except Exception as error:  # papermill raises PapermillExecutionError on a cell error
             entry["status"] = "failed"
             entry["error"] = _failure_message(path.name, error)
@@ -121,10 +125,11 @@ def run_pipeline(preset: str, run_dir: Path, train: bool = False, train_data: st
     for metrics in sorted((run_dir / "metrics").glob("*.json")):
         summary["results"][metrics.stem] = json.loads(metrics.read_text())
     summary["finished"] = _now()
-    summary["status"] = "failed" if code else "ok"
+    summary["status"] = {0: "ok", 130: "interrupted"}.get(code, "failed")
     _write_json(run_dir / "metrics.json", summary)
     total = sum(entry["seconds"] for entry in summary["notebooks"])
-    print(f"pipeline {'FAILED' if code else 'done'} in {total:.0f} s -> {run_dir / 'metrics.json'}")
+    word = {0: "done", 130: "interrupted"}.get(code, "FAILED")
+    print(f"pipeline {word} in {total:.0f} s -> {run_dir / 'metrics.json'}")
     return code
 
 

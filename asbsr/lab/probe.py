@@ -271,15 +271,17 @@ def load_stage1(path) -> tuple[torch.nn.Module, torch.nn.Module, Config]:
     Anything else is a ``CheckpointError``."""
     from pathlib import Path
 
-    from asbsr.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_state
+    from asbsr.checkpoint import CheckpointError, checkpoint_config, load_state
+    from asbsr.lab.zoo import load_encoder, load_zoo_checkpoint
     from asbsr.train import build_stage1
-    from asbsr.lab.zoo import load_encoder
 
     path = Path(path)
-    data = load_checkpoint(path)
+    data = load_zoo_checkpoint(path)
     kind = data.get("kind", f"stage{data.get('stage')}")
     if kind == "zoo-model":
-        data = load_checkpoint(path.parent / data["stage1_file"])
+        if not data.get("stage1_file"):
+            raise CheckpointError(f"{path} does not use E and M (no stage-1 file)")
+        data = load_zoo_checkpoint(path.parent / data["stage1_file"])
     elif kind not in ("zoo-stage1", "stage1", "stage2"):
         raise CheckpointError(f"{path} holds {kind!r}, not E and M")
     config = checkpoint_config(data)

@@ -15,11 +15,15 @@ machine (``python -m asbsr.lab.zoo_train --merge FOLDER``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
+
+import torch
 
 try:  # POSIX file locks let several training processes share one zoo and one work folder
     import fcntl
@@ -74,10 +78,83 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
 
 
 def read_manifest(folder: Path = ZOO_DIR) -> dict:
+    """The zoo's manifest (an empty one for a folder without it). A damaged manifest raises
+    ``CheckpointError`` naming the file."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         return {"format": "asbsr-zoo-v1", "default": None, "stage1": {}, "models": {}}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is damaged ({error}); restore it (git checkout) or merge the "
+                              "zoo again") from None
+    if not isinstance(manifest, dict) or not {"models", "stage1"} <= set(manifest):
+        raise CheckpointError(f"{path} is not a zoo manifest (no 'models' and 'stage1' lists)")
+    return manifest
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_zoo_file(path: str | os.PathLike) -> None:
+    """Check a file of a zoo folder against the SHA-256 its manifest records for it (files the
+    manifest does not list, or lists without a digest, pass). A mismatch raises ``CheckpointError``:
+    a damaged weight file would otherwise load and produce garbage."""
+    path = Path(path)
+    if not (path.parent / MANIFEST).exists():
+        return
+    manifest = read_manifest(path.parent)
+    for entry in [*manifest["models"].values(), *manifest["stage1"].values()]:
+        if entry.get("file") == path.name and entry.get("sha256"):
+            if file_sha256(path) != entry["sha256"]:
+                raise CheckpointError(f"{path} is damaged: its SHA-256 is not the one {MANIFEST} "
+                                      "records (restore it with git checkout, or train it again)")
+            return
+
+
+def check_weights(path: str | os.PathLike) -> dict:
+    """Load a zoo file (``verify_zoo_file``, then ``load_checkpoint``) and check that it holds
+    weights, all finite; returns its contents. Anything else raises ``CheckpointError``."""
+    data = load_zoo_checkpoint(path)
+    states = data.get("models")
+    if not isinstance(states, dict) or not states:
+        raise CheckpointError(f"{path} holds no weights ('models' is missing or empty)")
+    for part, state in states.items():
+        for name, tensor in state.items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"{path} holds NaN or infinite weights ({part}: {name})")
+    return data
+
+
+def record_digests(folder: Path = ZOO_DIR) -> list[str]:
+    """Record the SHA-256 of every file the manifest lists without one, after ``check_weights``
+    has loaded it; returns the files recorded."""
+    manifest = read_manifest(folder)
+    missing = {entry["file"] for entry in [*manifest["models"].values(), *manifest["stage1"].values()]
+               if not entry.get("sha256")}
+    digests = {}
+    for file in sorted(missing):
+        check_weights(Path(folder) / file)
+        digests[file] = file_sha256(Path(folder) / file)
+
+    def record(manifest):
+        for entry in [*manifest["models"].values(), *manifest["stage1"].values()]:
+            if entry["file"] in digests and not entry.get("sha256"):
+                entry["sha256"] = digests[entry["file"]]
+
+    update_manifest(record, folder)
+    return sorted(digests)
+
+
+def load_zoo_checkpoint(path: str | os.PathLike) -> dict:
+    """``load_checkpoint`` of a zoo file after ``verify_zoo_file``."""
+    verify_zoo_file(path)
+    return load_checkpoint(path)
 
 
 def write_manifest(manifest: dict, folder: Path = ZOO_DIR) -> None:
@@ -120,8 +197,14 @@ def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
     ``target`` holds with another key (another config under the same name) raises ``ValueError``
     before anything is copied, as does a model whose stage-1 file is in neither zoo. Files are
     copied first, each atomically, and the manifest is updated last, under its lock, so an
-    interrupted merge leaves ``target`` as it was (at most some unlisted files)."""
+    interrupted merge leaves ``target`` as it was (at most some unlisted files).
+
+    Every incoming file is checked before anything is copied: against the SHA-256 its manifest
+    records, and by loading it (a damaged or truncated file, or NaN weights, raise
+    ``ValueError``). The merged entries record each file's SHA-256, which ``load_model`` checks."""
     source, target = Path(source), Path(target)
+    if not (source / MANIFEST).is_file():
+        raise ValueError(f"no zoo at {source}: it has no {MANIFEST}")
     incoming, present = read_manifest(source), read_manifest(target)
     stage1 = {k: e for k, e in incoming["stage1"].items() if k not in present["stage1"]}
     models = {}
@@ -137,9 +220,19 @@ def merge_zoo(source: str | os.PathLike, target: Path = ZOO_DIR) -> list[str]:
     for entry in [*stage1.values(), *models.values()]:
         if not (source / entry["file"]).is_file():
             raise ValueError(f"{source / entry['file']} is listed in {source / MANIFEST} but missing")
+    digests = {}
+    for entry in [*stage1.values(), *models.values()]:
+        try:
+            check_weights(source / entry["file"])
+        except CheckpointError as error:
+            raise ValueError(f"not merged: {error}") from None
+        digests[entry["file"]] = file_sha256(source / entry["file"])
     for entry in [*stage1.values(), *models.values()]:
         with atomic_path(target / entry["file"]) as temporary:
             shutil.copyfile(source / entry["file"], temporary)
+            if file_sha256(temporary) != digests[entry["file"]]:
+                raise ValueError(f"{entry['file']} changed while it was copied; not merged")
+        entry["sha256"] = digests[entry["file"]]
 
     def record(manifest):
         manifest["stage1"].update(stage1)
@@ -213,21 +306,31 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
     checkpoint. A file of another kind, or weights that do not fit the config stored with them,
     raise ``CheckpointError`` with a one-line reason."""
     path = Path(path)
-    data = load_checkpoint(path)
+    data = load_zoo_checkpoint(path)
     config = checkpoint_config(data)
     kind = data.get("kind", f"stage{data.get('stage')}")
-    if kind == "zoo-model":
-        states = {"sr": data["models"]["sr"]}
-        if data.get("stage1_file"):
-            states.update(load_checkpoint(path.parent / data["stage1_file"])["models"])
-    elif kind == "stage2":
-        if data["step"] < data["steps"]:
-            print(f"note: {path.name} is a partial checkpoint ({data['step']} of {data['steps']} steps)")
-        states = data["models"]
-    else:
-        raise CheckpointError(f"{path} holds {kind!r}, not an SR model (use a zoo model or a "
-                              f"stage-2 checkpoint)")
+    try:
+        if kind == "zoo-model":
+            states = {"sr": data["models"]["sr"]}
+            if data.get("stage1_file"):
+                states.update(load_zoo_checkpoint(path.parent / data["stage1_file"])["models"])
+        elif kind == "stage2":
+            if data["step"] < data["steps"]:
+                print(f"note: {path.name} is a partial checkpoint ({data['step']} of {data['steps']} "
+                      "steps)", file=sys.stderr)
+            states = data["models"]
+        else:
+            raise CheckpointError(f"{path} holds {kind!r}, not an SR model (use a zoo model or a "
+                                  f"stage-2 checkpoint)")
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is incomplete: it has no {error} entry where an asbsr "
+                              f"{kind} file has one") from None
     model = _build(config, states)
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({broken[0]}"
+                              f"{f' and {len(broken) - 1} more' if len(broken) > 1 else ''})")
     return model.to(device or "cpu"), config
 
 
@@ -278,6 +381,7 @@ def obtain_stage1(config: Config, folder: str | os.PathLike, train: bool = False
     path = None if train else find_stage1(config, zoo)
     if path is None:
         return train_stage1(config, folder, device=device, progress=progress)
+    verify_zoo_file(path)
     data = load_checkpoint(path, map_location=device or "cpu")
     encoder, simsiam, estimator = build_stage1(config)
     # a bare E leaves the SimSiam heads as built: nothing after stage 1 reads them

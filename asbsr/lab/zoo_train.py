@@ -22,17 +22,18 @@ from pathlib import Path
 
 import torch
 
-from asbsr.checkpoint import checkpoint_path, stage_key, uses_stage1
+from asbsr.checkpoint import CheckpointError, checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.data import load_set, set_digest
 from asbsr.sampling import sample_degradation
-from asbsr.train import TRAIN_MAX_SIDE, train_stage2
+from asbsr.train import TRAIN_MAX_SIDE, check_device, train_stage2
 from asbsr.lab.benchmark import (
     Sample, bicubic_upscaler, degrade_once, degraded_set, evaluate, image_seed, mean_std, model_upscaler,
 )
 from asbsr.lab.notebook import PROJECT_ROOT
 from asbsr.lab.zoo import (
-    ZOO_DIR, choose_default, export_model, export_stage1, merge_zoo, model_name, read_manifest, update_manifest,
+    ZOO_DIR, choose_default, export_model, export_stage1, file_sha256, merge_zoo, model_name, read_manifest,
+    record_digests, update_manifest,
 )
 
 VALIDATION_SCALES = (2.0, 3.0, 4.0)
@@ -125,8 +126,9 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
                                device=device, progress=progress, zoo=zoo)
         print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
         if key not in read_manifest(zoo)["stage1"]:
+            file = export_stage1(result, zoo)
             entry = {
-                "file": export_stage1(result, zoo), "variant": label, "preset": config.preset,
+                "file": file, "sha256": file_sha256(zoo / file), "variant": label, "preset": config.preset,
                 "seed": config.seed, "steps": config.stage1.steps,
                 "train_digest": set_digest(config.data.train),
                 "final_losses": {k: round(v[-1], 5) for k, v in result.history.items()
@@ -159,8 +161,9 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
         print(f"{name}: {result.status}", flush=True)
         scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig,
                                    work / "benchmark-cache")
+        file = export_model(mconfig, result.model, method, zoo, variant)
         entry = {
-            "file": export_model(mconfig, result.model, method, zoo, variant), "method": method,
+            "file": file, "sha256": file_sha256(zoo / file), "method": method,
             "variant": variant, "preset": config.preset, "seed": config.seed, "key": key,
             "stage1": stage_key(config, 1) if uses_stage1(mconfig) else None,
             "steps": mconfig.stage2.steps, "train_digest": set_digest(mconfig.data.train),
@@ -225,22 +228,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--merge", type=Path, metavar="FOLDER",
                         help="instead of training, add the models of a zoo folder trained elsewhere")
+    parser.add_argument("--digests", action="store_true",
+                        help="instead of training, load every zoo file the manifest lists without a "
+                             "SHA-256 and record it")
     args = parser.parse_args(argv)
+    if args.digests:
+        try:
+            recorded = record_digests(args.zoo)
+        except CheckpointError as error:
+            parser.exit(2, f"error: {error}\n")
+        print(f"recorded the SHA-256 of {len(recorded)} files in {args.zoo / 'MANIFEST.json'}")
+        return 0
     if args.merge:
         try:
             added = merge_zoo(args.merge, args.zoo)
-        except ValueError as error:
+        except (ValueError, CheckpointError) as error:
             parser.exit(2, f"error: {error}\n")
         print(f"merged into {args.zoo}: {', '.join(added) or 'nothing new'}; "
               f"default model {read_manifest(args.zoo)['default']}")
         return 0
     methods = list(dict.fromkeys(TABLE2_METHODS[-1:] + TABLE1_METHODS + TABLE2_METHODS)) \
         if args.methods == ["all"] else args.methods
-    overrides = dict(item.split("=", 1) for item in args.set)
+    try:
+        overrides = check_request(args.preset, args.seeds, methods, args.variants, args.set, args.device)
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
     command = "python -m asbsr.lab.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
-              command, args.device)
+    try:
+        train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
+                  command, args.device)
+    except KeyboardInterrupt:
+        print("interrupted: every finished model is in the zoo, the rest resumes from its last "
+              "checkpoint when you run the same command again", file=sys.stderr)
+        return 130
     return 0
+
+
+def check_request(preset: str, seeds: list[int], methods: list[str], variants: list[str],
+                  settings: list[str], device: str | None) -> dict:
+    """Everything a training request names, checked before the first step: the preset, the
+    methods, the stage-1 variants, each ``--set KEY=VALUE`` (key and value) and the device.
+    Returns the overrides; raises ``ValueError`` with one line naming what is wrong."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; valid: all, {', '.join(METHODS)}")
+    unknown = [v for v in variants if v not in STAGE1_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown stage-1 variant {unknown[0]!r}; valid: {', '.join(STAGE1_VARIANTS)}")
+    if any(seed < 0 for seed in seeds):
+        raise ValueError(f"seeds must be >= 0, got {seeds}")
+    malformed = [item for item in settings if "=" not in item]
+    if malformed:
+        raise ValueError(f"--set takes KEY=VALUE, got {malformed[0]!r}")
+    overrides = dict(item.split("=", 1) for item in settings)
+    for seed in seeds:  # make_config checks every key and value
+        for method in methods:
+            method_config(make_config(preset, {**overrides, "seed": seed}), method)
+        for label in variants:
+            make_config(preset, {**overrides, "seed": seed, **STAGE1_VARIANTS[label][0]})
+    if device is not None:
+        check_device(device)
+    return overrides
 
 
 if __name__ == "__main__":
