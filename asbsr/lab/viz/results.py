@@ -82,15 +82,20 @@ def zoom_figure(rows: Sequence[Mapping], box: Box, size: float = 2.2) -> plt.Fig
     return fig
 
 
-def side_by_side(lr: torch.Tensor, outputs: Mapping[str, torch.Tensor], size: float = 3.0
-                 ) -> plt.Figure:
+def side_by_side(lr: torch.Tensor, outputs: Mapping[str, torch.Tensor], size: float = 3.0,
+                 columns: int = 4) -> plt.Figure:
     """Figure 5: the real LR input (nearest-enlarged to the output size) and each method's
-    output, all shown at the same display size so that detail can be compared."""
-    fig, axes = plt.subplots(1, 1 + len(outputs), figsize=(size * (1 + len(outputs)), size + 0.4),
-                             squeeze=False)
-    _show(axes[0, 0], lr, f"LR input {lr.shape[-1]}x{lr.shape[-2]}")
-    for ax, (name, image) in zip(axes[0, 1:], outputs.items()):
+    output, all shown at the same display size so that detail can be compared, on a grid of
+    ``columns`` panels a row (unused panels blank)."""
+    panels = 1 + len(outputs)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, (size + 0.4) * rows), squeeze=False)
+    flat = axes.ravel()
+    _show(flat[0], lr, f"LR input {lr.shape[-1]}x{lr.shape[-2]}")
+    for ax, (name, image) in zip(flat[1:], outputs.items()):
         _show(ax, image, f"{name} {image.shape[-1]}x{image.shape[-2]}")
+    for ax in flat[panels:]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -196,21 +201,27 @@ def draw_gains(ax, gains: Mapping[str, Mapping[float, Mapping]], labels: Mapping
 
 
 def shave_figure(error: torch.Tensor, shaves: Mapping[str, int], scores: Mapping[str, float],
-                 size: float = 5.0) -> plt.Figure:
+                 size: float = 4.5, corner: int = 24) -> plt.Figure:
     """The absolute Y error ``(H, W)`` (grey levels) of one output with the region each shave
-    keeps outlined (``shaves``: label -> border pixels), titled with the PSNR of each."""
-    fig, ax = plt.subplots(figsize=(size * error.shape[-1] / error.shape[-2] + 1.2, size))
-    shown = ax.imshow(error.numpy(), cmap="magma", interpolation="nearest",
-                      vmax=float(np.percentile(error.numpy(), 99.5)))
-    fig.colorbar(shown, ax=ax, fraction=0.046, label="|Y error| (grey levels)")
+    keeps outlined (``shaves``: label -> border pixels), titled with the PSNR of each: the
+    whole image on the left, its top-left ``corner x corner`` pixels enlarged on the right, where
+    the shaved strips are wide enough to see."""
+    fig, (whole, zoom) = plt.subplots(1, 2, figsize=(2 * size + 1.6, size))
+    vmax = float(np.percentile(error.numpy(), 99.5))
     height, width = error.shape
-    for index, (label, shave) in enumerate(shaves.items()):
-        ax.add_patch(Rectangle((shave - 0.5, shave - 0.5), width - 2 * shave, height - 2 * shave,
-                               fill=False, edgecolor=f"C{index + 2}", lw=1.5,
-                               label=f"{label}: {scores[label]:.3f} dB"))
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    for ax, view in ((whole, error), (zoom, error[:corner, :corner])):
+        shown = ax.imshow(view.numpy(), cmap="magma", interpolation="nearest", vmax=vmax)
+        for index, (label, shave) in enumerate(shaves.items()):
+            ax.add_patch(Rectangle((shave - 0.5, shave - 0.5), width - 2 * shave, height - 2 * shave,
+                                   fill=False, edgecolor=f"C{index + 2}", lw=1.5 if ax is whole else 2.5,
+                                   label=f"{label}: {scores[label]:.3f} dB"))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    whole.add_patch(Rectangle((-0.5, -0.5), corner, corner, fill=False, edgecolor="white", lw=1, ls="--"))
+    whole.set_title("the whole error map")
+    zoom.set_title(f"its top-left {corner}x{corner} pixels: the shaved strips")
+    zoom.legend(loc="lower right", fontsize=8)
+    fig.colorbar(shown, ax=[whole, zoom], fraction=0.03, label="|Y error| (grey levels)")
     return fig
 
 

@@ -86,17 +86,23 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return (cumulative[ends] - cumulative[ends - counts]) / counts
 
 
+# How the training histories' keys read on a figure.
+LOSS_NAMES = {"contrastive": r"$\mathcal{L}_{cl}$ (SimSiam, Eq. 3)",
+              "kernel": r"$\mathcal{L}_k$ (plain L1 of $\hat{k}_l$)",
+              "loss": r"$\mathcal{L}_{cl}$ + weighted $\mathcal{L}_k$ (what is minimised)"}
+
+
 def plot_training_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str],
                          window: int = 10, log: Sequence[str] = ()):
-    """One panel per history key against the step: raw values (faint) and their moving average.
-    Keys in ``log`` get a logarithmic y axis."""
+    """One panel per history key against the step: raw values (faint) and their moving average,
+    titled with the loss's name (``LOSS_NAMES``). Keys in ``log`` get a logarithmic y axis."""
     steps = np.asarray(history.get("step", range(1, len(history[keys[0]]) + 1)))
     fig, axes = plt.subplots(1, len(keys), figsize=(4.8 * len(keys), 3.3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         values = np.asarray(history[key], dtype=float)
         ax.plot(steps, values, color="0.75", lw=0.8, label="per step")
         ax.plot(steps, moving_average(values, window), color="tab:blue", label=f"mean of {window}")
-        ax.set_title(key), ax.set_xlabel("step")
+        ax.set_title(LOSS_NAMES.get(key, key)), ax.set_xlabel("step")
         if key in log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3), ax.legend(fontsize=8)
@@ -174,16 +180,29 @@ def show_kernel_chain(filters: Sequence[torch.Tensor], kernel: torch.Tensor):
     return fig
 
 
+def central(kernel: torch.Tensor, side: int) -> torch.Tensor:
+    """The central ``side x side`` of a ``(..., K, K)`` kernel (all of it when ``side >= K``)."""
+    size = kernel.shape[-1]
+    if side >= size:
+        return kernel
+    start = (size - side) // 2
+    return kernel[..., start:start + side, start:start + side]
+
+
 def show_kernel_rows(rows: Mapping[str, torch.Tensor], column_titles: Sequence[str],
-                     group: int | None = None, notes: Mapping[str, Sequence[str]] | None = None):
+                     group: int | None = None, notes: Mapping[str, Sequence[str]] | None = None,
+                     crop: int | None = 9):
     """A grid of kernels: ``rows[name]`` is ``(n, K, K)``, one kernel per column.
 
     In each column, every ``group`` consecutive rows share one colour scale (``None``: the whole
     column, to compare peak heights; ``1``: each panel on its own, to compare shapes; ``2``: a
     true kernel and its estimate side by side). ``notes[name][j]`` is written under the title
     of panel ``j`` of that row (e.g. its L1 error). Negative values, which a deep linear estimate
-    may have, extend the colour scale below 0.
+    may have, extend the colour scale below 0. Only the central ``crop x crop`` pixels are shown
+    (``None``: the whole kernel): the rest of a 21x21 kernel is nearly zero. Each row has a colour
+    bar, for the scale of its last panel.
     """
+    rows = {name: central(kernels, crop) if crop else kernels for name, kernels in rows.items()}
     names = list(rows)
     group = group or len(names)
     columns = len(column_titles)
@@ -200,6 +219,8 @@ def show_kernel_rows(rows: Mapping[str, torch.Tensor], column_titles: Sequence[s
     for i, name in enumerate(names):
         axes[i, 0].set_ylabel(name, fontsize=9)
     fig.tight_layout()
+    for i in range(len(names)):
+        fig.colorbar(axes[i, -1].images[0], ax=list(axes[i]), fraction=0.02, pad=0.01)
     return fig
 
 
