@@ -3,8 +3,9 @@
 
     python3 run.py pipeline [--preset smoke|cpu|gpu|paper] [extra pipeline args]
     python3 run.py test
+    python3 run.py lab [extra JupyterLab args]     (the notebooks, interactively)
 
-Both create ``.venv`` beside this file if no virtual or conda environment is active, install the
+Each creates ``.venv`` beside this file if no virtual or conda environment is active, install the
 project into it (once; again only when ``pyproject.toml`` changes), then run the job.
 
 PyTorch: a plain ``torch`` requirement pulls a multi-GB CUDA build when nothing is installed. If
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,8 +63,8 @@ def install(python: Path) -> None:
             pip(python, LOCAL_TORCH)
         else:
             say("no local torch wheel; pip will resolve torch>=2.2 from PyPI")
-    say("installing asbsr and its dependencies")
-    pip(python, "-e", str(ROOT))
+    say("installing asbsr with its notebook and test extras (about a minute)")
+    pip(python, "-e", f"{ROOT}[notebooks,test]")
     stamp.write_text(digest)
 
 
@@ -88,7 +90,32 @@ def worktree_state() -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+BROWSER_PACKAGES = ("chromium", "chromium-driver")  # Debian's browser and its WebDriver
+
+
+def browser_present() -> bool:
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
+
+
+def ensure_browser() -> None:
+    """The browser test needs Debian's Chromium and chromedriver: installed with apt when this
+    runs as root where apt exists (one retry); otherwise one line says the test will not run."""
+    if browser_present():
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for attempt in (1, 2):
+            say(f"installing {' '.join(BROWSER_PACKAGES)} for the browser test (apt, attempt {attempt})")
+            if subprocess.run(["apt-get", "update", "-qq"], env=env).returncode == 0 and subprocess.run(
+                    ["apt-get", "install", "-y", "-qq", *BROWSER_PACKAGES], env=env).returncode == 0:
+                return
+    if not browser_present():
+        say("NOT RUN: browser test (no chromium and chromedriver; on Debian: apt-get install "
+            "chromium chromium-driver)" + ("; CI=true: the test run will fail" if os.environ.get("CI") == "true" else ""))
+
+
 def test(python: Path) -> int:
+    ensure_browser()
     before = worktree_state()
     env = dict(os.environ, ASBSR_PRESET="smoke", MPLBACKEND="Agg")
     with tempfile.TemporaryDirectory(prefix="asbsr-test-") as scratch:
@@ -117,8 +144,16 @@ def test(python: Path) -> int:
     return 0
 
 
+def lab_command(python: Path, extra: list[str]) -> list[str]:
+    """JupyterLab on ``notebooks/``, served on 127.0.0.1, its kernel this environment's Python
+    (so ``asbsr`` and the widgets' extension, ``jupyterlab_widgets``, are the installed ones)."""
+    root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # containers, CI
+    return [str(python), "-m", "jupyterlab", f"--notebook-dir={ROOT / 'notebooks'}",
+            "--ServerApp.ip=127.0.0.1", *root, *extra]
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("pipeline", "test", "install"):
+    if not argv or argv[0] not in ("pipeline", "test", "install", "lab"):
         print(__doc__)
         return 2
     python = environment_python()
@@ -127,6 +162,12 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "test":
         return test(python)
+    if argv[0] == "lab":
+        say("starting JupyterLab: open the http://127.0.0.1:8888/lab?token=... address printed below "
+            "(the browser may open by itself), then 00_overview.ipynb and Run > Run All Cells; "
+            "the notebooks run in this environment, at the cpu preset unless you set PRESET. "
+            "Ctrl-C twice stops the server.")
+        return subprocess.run(lab_command(python, argv[1:]), cwd=ROOT).returncode
     return run(python, "-m", "asbsr.lab.pipeline", *argv[1:])
 
 

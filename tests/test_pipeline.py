@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -31,7 +33,9 @@ def test_failing_notebook_stops_the_pipeline_naming_notebook_and_cell(tmp_path, 
     books.mkdir()
     record = ("from asbsr.lab.notebook import start\n"
               "s = start('01_fine', PRESET, RUN_DIR, TRAIN)\ns.record(answer=42)")
-    _notebook(books / "01_fine.ipynb", record)
+    picture = ("import io\nfrom IPython.display import Image, display\nfrom PIL import Image as P\n"
+               "b = io.BytesIO()\nP.new('RGB', (4, 4), 'red').save(b, 'png')\ndisplay(Image(b.getvalue()))")
+    _notebook(books / "01_fine.ipynb", record, picture)
     _notebook(books / "02_broken.ipynb", "x = 1", "raise RuntimeError('deliberate failure')")
     _notebook(books / "03_never.ipynb", "x = 1")
     run_dir = tmp_path / "run"
@@ -47,6 +51,11 @@ def test_failing_notebook_stops_the_pipeline_naming_notebook_and_cell(tmp_path, 
     assert summary["status"] == "failed"
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "failed"]
     assert summary["results"]["01_fine"] == {"answer": 42}
+    # the report: an index of both executed notebooks beside the recorded numbers, figures embedded
+    index = (run_dir / "report.html").read_text()
+    assert 'href="report/01_fine.html"' in index and 'href="report/02_broken.html"' in index
+    assert "answer" in index and ">failed<" in index
+    assert "data:image/png;base64" in (run_dir / "report" / "01_fine.html").read_text()
 
 
 def test_metrics_schema_rejects_a_malformed_summary():
@@ -75,7 +84,8 @@ def _dependency_names(requirements):
 
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = table["dependencies"] + [r for extra in table["optional-dependencies"].values() for r in extra]
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = lines.index("dependencies:") + 1
     conda = [line.strip()[2:] for line in lines[start:]
@@ -87,8 +97,42 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     assert sorted(c.replace(" ", "") for c in conda) == sorted(p.replace(" ", "") for p in project)
 
 
+def test_the_runtime_needs_no_jupyter_or_test_tool():
+    """``pip install asbsr`` for ``asbsr upscale`` pulls no notebook or test machinery; every
+    module of the package that imports one does so inside the function that needs it."""
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = set(_dependency_names(table["dependencies"]))
+    assert not runtime & {"papermill", "jupyterlab", "ipykernel", "ipywidgets", "nbconvert", "pytest", "nbval"}
+    assert set(table["optional-dependencies"]) == {"notebooks", "test"}
+    script = ("import sys, asbsr.lab.cli, asbsr.inference, asbsr.tiling, asbsr.lab.zoo; "
+              "print(sorted(m for m in ('papermill', 'ipywidgets', 'IPython', 'pytest', 'nbval', 'pywt') "
+              "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 1
+
+
+# Calls whose value a cell may end with: they show nothing, or show what they are meant to.
+SHOWS_NOTHING = {"show", "print", "display", "close", "record", "save_figure", "assert_close", "redraw"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_ends_with_a_value_it_would_print_by_accident(path):
+    """A cell's last expression is displayed: a path or a generator object left there shows up
+    as ``PosixPath(...)`` in the notebook a learner reads."""
+    import ast
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        last = ast.parse(cell.source).body[-1:]
+        if last and isinstance(last[0], ast.Expr) and isinstance(last[0].value, ast.Call):
+            function = last[0].value.func
+            name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+            assert name in SHOWS_NOTHING, f"a cell of {path.name} ends with {name}(...): {cell.source[-80:]!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

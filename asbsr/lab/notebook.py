@@ -77,19 +77,19 @@ class Session:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_figure(self, figure, stem: str) -> Path:
-        path = self.figure_path(stem)
-        with atomic_path(path, suffix=".tmp.png") as temporary:
+    # save_figure and record return nothing, so that a cell ending with one shows no path.
+    def save_figure(self, figure, stem: str) -> None:
+        """Write ``figure`` as ``figures/<notebook>-<stem>.png`` (``figure_path``), atomically."""
+        with atomic_path(self.figure_path(stem), suffix=".tmp.png") as temporary:
             figure.savefig(temporary, dpi=110, bbox_inches="tight")
-        return path
 
-    def record(self, **metrics: Any) -> Path:
+    def record(self, **metrics: Any) -> None:
         """Merge ``metrics`` into ``metrics/<notebook>.json`` (atomically)."""
         path = self.run_dir / "metrics" / f"{self.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update(metrics)
-        return atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True, default=float))
+        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True, default=float))
 
 
 def start(name: str, preset: str | None = None, run_dir: str | None = None,

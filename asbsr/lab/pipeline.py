@@ -4,8 +4,9 @@
                              [--train-data /path/to/DIV2K_train_HR] [--notebooks DIR]
 
 The run folder receives the executed notebooks (``notebooks/``), ``figures/*.png``,
-``tables/*.csv|md``, ``checkpoints/`` and ``metrics.json``: the run's settings, each notebook's
-wall time and status, and every notebook's recorded results. A failing notebook stops the run
+``tables/*.csv|md``, ``checkpoints/``, ``metrics.json`` (the run's settings, each notebook's
+wall time and status, and every notebook's recorded results) and ``report.html``, an index of
+the executed notebooks as HTML pages (``report/``) beside those numbers. A failing notebook stops the run
 with its name and the failing cell's index, and a non-zero exit; the executed copies of the
 notebooks that ran (the failing one included) are kept.
 """
@@ -25,8 +26,13 @@ import torch
 from asbsr.config import PRESETS
 from asbsr.files import atomic_write_text
 from asbsr.lab.notebook import PROJECT_ROOT
+from asbsr.lab.report import write_report
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+# The kernel's own log at ERROR: ipykernel warns on every start that its TCP sockets are not
+# encrypted, which does not apply to a kernel that listens on 127.0.0.1 for one notebook and
+# exits. Errors and everything the cells print are unaffected.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 SCHEMA_NAME = "asbsr-metrics-v1"
 
 # What metrics.json must look like (a JSON Schema, checked by the tests).
@@ -107,7 +113,8 @@ def run_pipeline(preset: str, run_dir: Path, train: bool = False, train_data: st
         entry = {"notebook": path.name, "seconds": 0.0, "status": "ok"}
         try:
             papermill.execute_notebook(str(path), str(output), parameters=parameters,
-                                       kernel_name=kernel, cwd=str(path.parent), progress_bar=False)
+                                       kernel_name=kernel, cwd=str(path.parent), progress_bar=False,
+                                       extra_arguments=KERNEL_ARGUMENTS)
         except KeyboardInterrupt:
             entry["status"] = "interrupted"
             entry["error"] = f"{path.name} was interrupted (Ctrl-C)"
@@ -129,7 +136,13 @@ def run_pipeline(preset: str, run_dir: Path, train: bool = False, train_data: st
     _write_json(run_dir / "metrics.json", summary)
     total = sum(entry["seconds"] for entry in summary["notebooks"])
     word = {0: "done", 130: "interrupted"}.get(code, "FAILED")
-    print(f"pipeline {word} in {total:.0f} s -> {run_dir / 'metrics.json'}")
+    print(f"pipeline {word} in {total:.0f} s -> {run_dir / 'metrics.json'}", flush=True)
+    try:
+        report = write_report(run_dir)
+    except Exception as error:  # the run's results are written; a report problem must not hide them
+        print(f"no report.html: {type(error).__name__}: {error}", file=sys.stderr)
+    else:
+        print(f"report: {report}  (open it in a browser)")
     return code
 
 
