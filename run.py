@@ -43,8 +43,8 @@ def environment_python() -> Path:
     return python
 
 
-def pip(python: Path, *args: str, check: bool = True) -> bool:
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args]
+def pip(python: Path, *args: str, check: bool = True, quiet: bool = True) -> bool:
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *(["-q"] if quiet else []), *args]
     return subprocess.run(command, check=check).returncode == 0
 
 
@@ -64,7 +64,7 @@ def install(python: Path) -> None:
         else:
             say("no local torch wheel; pip will resolve torch>=2.2 from PyPI")
     say("installing asbsr with its notebook and test extras (about a minute)")
-    pip(python, "-e", f"{ROOT}[notebooks,test]")
+    pip(python, "-e", f"{ROOT}[notebooks,test]", quiet=False)  # its lines show the progress
     stamp.write_text(digest)
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from asbsr import distributed
 from asbsr.checkpoint import (
     FORMAT, atomic_save, checkpoint_path, load_checkpoint, load_state, stage_key,
 )
@@ -179,17 +180,19 @@ def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_f
     ``monitor`` (optional) is called at every regular checkpoint and at the end; what it returns
     is appended, with the step, to ``history["monitor"]`` before the checkpoint is written, so a
     resumed run continues the same curve."""
+    ranks = distributed.current()
     optimizer = torch.optim.Adam(trainable, lr=config.stage1.lr if stage == 1 else config.stage2.lr)
     generator = torch.Generator().manual_seed(config.seed)
     step, history = 0, {}
-    remove_stale_temporaries(path)
-    if path.exists():
+    if ranks.main:
+        remove_stale_temporaries(path)
+    if path.exists():  # every process resumes from the checkpoint rank 0 wrote
         step, history = _resume(path, models, optimizer, generator, device)
     start_step, started = step, time.perf_counter()
     earlier_seconds = history.get("wall_seconds", [0.0])[0]
     if step >= steps:
         return history, f"loaded stage-{stage} checkpoint {path.name} ({step} steps)"
-    bar = tqdm(total=steps, initial=step, desc=f"stage {stage}", disable=not progress,
+    bar = tqdm(total=steps, initial=step, desc=f"stage {stage}", disable=not progress or not ranks.main,
                mininterval=2.0, leave=False)
     while step < steps:
         if stop_after is not None and step - start_step >= stop_after:
@@ -206,12 +209,16 @@ def _run(stage: int, config: Config, path: Path, models: dict, trainable, step_f
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "cycle_step"})
         history["wall_seconds"] = [earlier_seconds + time.perf_counter() - started]
         if step % every == 0 or step == steps:
-            if monitor is not None:
-                history.setdefault("monitor", []).append({"step": step, **monitor()})
-            _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+            if ranks.main:  # one process measures and writes; the others wait for the file
+                if monitor is not None:
+                    history.setdefault("monitor", []).append({"step": step, **monitor()})
+                _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+            distributed.barrier(ranks)
     bar.close()
     if step < steps:  # interrupted on purpose: keep what was done
-        _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+        if ranks.main:
+            _save(path, config, stage, step, steps, models, optimizer, generator, history, parent)
+        distributed.barrier(ranks)
     seconds = time.perf_counter() - started
     verb = "resumed" if start_step else "trained"
     return history, (f"{verb} stage {stage}: steps {start_step}->{step} of {steps} in "
@@ -225,11 +232,18 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
     ``stop_after`` ends this call after that many steps (a checkpoint is written), as an
     interruption would; calling again resumes.
     """
-    device = torch.device(device) if device is not None else default_device()
+    ranks = distributed.current()
+    device = distributed.device_for(ranks, torch.device(device) if device is not None else default_device())
+    distributed.check_batch(config.stage1.batch_size, ranks, "stage1.batch_size")
     torch.manual_seed(config.seed)
     encoder, simsiam, estimator = build_stage1(config)
+    if ranks.parallel:  # batch statistics of the whole batch, across the processes
+        distributed.convert_batchnorm(simsiam), distributed.convert_batchnorm(estimator)
     simsiam.to(device), estimator.to(device)
     models = {"simsiam": simsiam, "estimator": estimator}
+    # under torchrun the gradients are averaged over the processes; one process calls the modules
+    pair_net, kernel_net = (_parallel(simsiam, device), _parallel(estimator, device)) if ranks.parallel \
+        else (simsiam, estimator)
     path = checkpoint_path(folder, config, 1)
     cfg1, target = config.stage1, config.encoder.kernel_target
     hr_images = images  # loaded on the first step when not given
@@ -242,12 +256,12 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
         batch = sample_pairs(hr_images, cfg1.batch_size, cfg1.patch_size, config.degradation, generator,
                              cfg1.target_context, cfg1.target_taper,
                              other_photo=cfg1.positive_pair == "other_photo")
-        lr1, lr2 = batch.lr1.to(device), batch.lr2.to(device)
-        k_true = kernel_target(batch, target, config.degradation.lr_kernel_size).to(device)
+        lr1, lr2 = (distributed.shard(t, ranks).to(device) for t in (batch.lr1, batch.lr2))
+        k_true = distributed.shard(kernel_target(batch, target, config.degradation.lr_kernel_size), ranks).to(device)
         with autocast(device):
-            p1, p2, z1, z2, r1, _ = simsiam(lr1, lr2)
+            p1, p2, z1, z2, r1, _ = pair_net(lr1, lr2)
             l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
-            k_hat = estimator(r1.float())
+            k_hat = kernel_net(r1.float())
             l_k = kernel_loss(k_hat, k_true, config.encoder.kernel_loss_weight,
                               config.encoder.kernel_positive_weight)
             loss = l_cl + l_k
@@ -255,8 +269,8 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
         loss.backward()
         optimizer.step()
         # "kernel" is the plain L1 whatever the weights, so that runs can be compared
-        return {"loss": loss.item(), "contrastive": l_cl.item(),
-                "kernel": kernel_loss(k_hat.detach(), k_true).item()}
+        return distributed.mean_over_ranks({"loss": loss.item(), "contrastive": l_cl.item(),
+                                            "kernel": kernel_loss(k_hat.detach(), k_true).item()}, ranks)
 
     trainable = list(simsiam.parameters()) + list(estimator.parameters())
     history, status = _run(1, config, path, models, trainable, step_fn, cfg1.steps,
@@ -289,10 +303,14 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
     The history always records the cycle error (Eq. 6), also for models trained without it, so
     that the effect of the cycle loss can be plotted.
     """
-    device = torch.device(device) if device is not None else default_device()
+    ranks = distributed.current()
+    device = distributed.device_for(ranks, torch.device(device) if device is not None else default_device())
+    distributed.check_batch(config.stage2.batch_size, ranks, "stage2.batch_size")
     torch.manual_seed(config.seed + 1)
     model = build_blind_sr(config, stage1.encoder, stage1.estimator).to(device)
     models = {"encoder": model.encoder, "estimator": model.estimator, "sr": model.sr}
+    # one call through the SR module, so that DistributedDataParallel can average its gradients
+    query_net = _parallel(_QueryStep(model), device) if ranks.parallel else _QueryStep(model)
     path = checkpoint_path(folder, config, 2)
     cfg2, weight = config.stage2, config.stage2.cycle_weight
     hr_images = images
@@ -306,7 +324,8 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
             hr_images = training_images(config, device)
         model.train()
         batch = sample_sr_batch(hr_images, cfg2.batch_size, side, cfg2.queries, config.degradation, generator)
-        lr, coord, cell, target = (t.to(device) for t in (batch.lr, batch.coord, batch.cell, batch.target))
+        lr, coord, cell, target = (distributed.shard(t, ranks).to(device)
+                                   for t in (batch.lr, batch.coord, batch.cell, batch.target))
         count = lr.shape[0]
         with torch.no_grad():
             rep = model.encoder(lr)
@@ -319,8 +338,8 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
             coord = torch.cat([coord, lr_coord.expand(count, -1, -1)], dim=1)
             cell = torch.cat([cell, lr_cell.expand(count, -1, -1)], dim=1)
         with autocast(device):
-            features = model.encode(lr, rep)
-            predicted = model.query(features, coord, cell).float()
+            predicted, features = query_net(lr, rep, coord, cell)
+            predicted = predicted.float()
         l_super = super_loss(predicted[:, :queries], target)
         losses = {"super": l_super.item()}
         if with_cycle:
@@ -338,7 +357,10 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
         optimizer.step()
         losses["loss"] = loss.item()
         if with_cycle or (step + 1) % 10 == 0:
-            losses.update(cycle=l_cycle.item(), cycle_step=step + 1)
+            losses["cycle"] = l_cycle.item()
+        losses = distributed.mean_over_ranks(losses, ranks)
+        if "cycle" in losses:
+            losses["cycle_step"] = step + 1
         return losses
 
     history, status = _run(2, config, path, models, list(model.sr.parameters()), step_fn,
@@ -347,6 +369,27 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
                            monitor=None if monitor is None else lambda: _measure(model, monitor))
     model.eval()
     return Stage2Result(config, model, history, path, status)
+
+
+class _QueryStep(nn.Module):
+    """``model.query(model.encode(lr, rep), coord, cell)`` and the features, as one ``forward``
+    (what ``DistributedDataParallel`` wraps)."""
+
+    def __init__(self, model: BlindSR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, lr, rep, coord, cell):
+        features = self.model.encode(lr, rep)
+        return self.model.query(features, coord, cell), features
+
+
+def _parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` (gradients averaged over the processes)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
 
 
 def _measure(model: nn.Module, monitor: Callable[[nn.Module], dict]) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from asbsr import distributed
 from asbsr.checkpoint import CheckpointError, checkpoint_path, stage_key, uses_stage1
 from asbsr.config import METHODS, TABLE1_METHODS, TABLE2_METHODS, make_config, method_config
 from asbsr.data import load_set, set_digest
@@ -118,14 +119,16 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
     from asbsr.lab.zoo import file_lock, find_stage1, obtain_stage1
 
     key = stage_key(config, 1)
-    with file_lock(work / "locks" / f"stage1-{key}.lock"):
+    ranks = distributed.current()
+    with distributed.main_lock(file_lock(work / "locks" / f"stage1-{key}.lock"), ranks):
         # the full-precision checkpoint of an earlier (or interrupted) run first, then the zoo's
         # fp16 copy, else train: every model of one seed then sees the same E and M
         own = checkpoint_path(work / "checkpoints", config, 1).exists()
-        result = obtain_stage1(config, work / "checkpoints", train=own or find_stage1(config, zoo) is None,
-                               device=device, progress=progress, zoo=zoo)
-        print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
-        if key not in read_manifest(zoo)["stage1"]:
+        train = distributed.from_main(own or find_stage1(config, zoo) is None, ranks)
+        result = obtain_stage1(config, work / "checkpoints", train=train, device=device, progress=progress, zoo=zoo)
+        if ranks.main:
+            print(f"stage 1 ({label}, seed {config.seed}): {result.status}", flush=True)
+        if ranks.main and key not in read_manifest(zoo)["stage1"]:
             file = export_stage1(result, zoo)
             entry = {
                 "file": file, "sha256": file_sha256(zoo / file), "variant": label, "preset": config.preset,
@@ -136,6 +139,7 @@ def _stage1(config, zoo: Path, work: Path, device, progress, label: str = "paper
                 "wall_seconds": result.history.get("wall_seconds"),
             }
             update_manifest(lambda manifest: manifest["stage1"].__setitem__(key, entry), zoo)
+        distributed.barrier(ranks)
     return result
 
 
@@ -147,17 +151,23 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
     mconfig = method_config(config, method)
     name = model_name(method, config.preset, config.seed, variant)
     key = stage_key(mconfig, 2)
-    with file_lock(work / "locks" / f"{name}.lock", wait=False) as mine:
+    ranks = distributed.current()
+    with distributed.main_lock(file_lock(work / "locks" / f"{name}.lock", wait=False), ranks) as mine:
         if not mine:
-            print(f"{name}: another process is training it, skipped", flush=True)
+            if ranks.main:
+                print(f"{name}: another process is training it, skipped", flush=True)
             return
         entry = read_manifest(zoo)["models"].get(name)
-        if entry and entry["key"] == key:
-            print(f"{name}: in the zoo already, skipped", flush=True)
+        if distributed.from_main(bool(entry and entry["key"] == key), ranks):
+            if ranks.main:
+                print(f"{name}: in the zoo already, skipped", flush=True)
             return
-        monitor = psnr_monitor(mconfig)
+        monitor = psnr_monitor(mconfig) if ranks.main else None  # rank 0 measures the curves
         result = train_stage2(mconfig, stage1_of(), work / "checkpoints", device=device, progress=progress,
                               monitor=monitor)
+        if not ranks.main:
+            distributed.barrier(ranks)  # while rank 0 scores and exports the model
+            return
         print(f"{name}: {result.status}", flush=True)
         scores = validation_scores(model_upscaler(result.model, config.eval.chunk), mconfig,
                                    work / "benchmark-cache")
@@ -181,6 +191,7 @@ def _stage2(config, method: str, variant: str | None, stage1_of, zoo: Path, work
         update_manifest(record, zoo)
         print(f"{name}: x2/x3/x4 PSNR " + " / ".join(
             f"{scores[k]['psnr']:.2f}" for k in ("x2", "x3", "x4")), flush=True)
+        distributed.barrier(ranks)
 
 
 def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[str], work: Path,
@@ -189,9 +200,10 @@ def train_zoo(preset: str, seeds: list[int], methods: list[str], variants: list[
     the zoo holds. Several processes may run the same command at once (one per core or GPU): a
     model another process is training is skipped, a stage 1 another is training is waited for."""
     base = make_config(preset, overrides)
+    ranks = distributed.current()
     # bicubic's validation scores, the models' floor: measured again when the photos change
     validation = set_digest(base.data.val)
-    if read_manifest(zoo).get("reference_val_digest") != validation:
+    if ranks.main and read_manifest(zoo).get("reference_val_digest") != validation:
         reference = validation_scores(bicubic_upscaler, base, work / "benchmark-cache")
 
         def record_reference(manifest):
@@ -253,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
         overrides = check_request(args.preset, args.seeds, methods, args.variants, args.set, args.device)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
-    command = "python -m asbsr.lab.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    ranks = distributed.setup(args.device)  # one process: nothing to join
+    try:
+        sizes = make_config(args.preset, overrides)
+        distributed.check_batch(sizes.stage1.batch_size, ranks, "stage1.batch_size")
+        distributed.check_batch(sizes.stage2.batch_size, ranks, "stage2.batch_size")
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    launcher = f"torchrun --nproc_per_node={ranks.world} -m" if ranks.parallel else "python -m"
+    command = f"{launcher} asbsr.lab.zoo_train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     try:
         train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
                   command, args.device)
@@ -261,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every finished model is in the zoo, the rest resumes from its last "
               "checkpoint when you run the same command again", file=sys.stderr)
         return 130
+    finally:
+        if ranks.parallel:
+            import torch.distributed as dist
+            dist.destroy_process_group()
     return 0
 
 
