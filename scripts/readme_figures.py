@@ -15,6 +15,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PNG_BYTES = 200_000
 FIGURES = [  # (notebook, figure stem) -- one per notebook
+    ("00_overview", "fig2"),
     ("01_degradation_synthesis", "degradation_grid"),
     ("02_wavelet_contrastive_learning", "probe-r2"),
     ("03_kernel_estimation", "fig4"),
