@@ -108,6 +108,16 @@ def barrier(ranks: Ranks) -> None:
         dist.barrier()
 
 
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group. After a normal finish (``clean``) a barrier comes first, so that no
+    process tears down its connections while another still uses them (gloo aborts the process
+    otherwise); after an error there is none, since the other processes may never reach it."""
+    if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def from_main(value, ranks: Ranks):
     """Rank 0's ``value`` on every process (decisions one process makes for all, e.g. whether
     the zoo already holds a model)."""

@@ -43,23 +43,28 @@ def _join(rank: int, world: int, port: int) -> None:
     distributed.setup("cpu")
 
 
+def _train(rank, folder, overrides, stop_after, result_file):
+    config = method_config(make_config("smoke", overrides), "ours")
+    data = images()
+    stage1 = train_stage1(config, folder, device="cpu", progress=False, images=data, stop_after=stop_after)
+    if stop_after is not None and len(stage1.history["step"]) < config.stage1.steps:
+        return  # interrupted within stage 1
+    stage2 = train_stage2(config, stage1, folder, device="cpu", progress=False, images=data,
+                          stop_after=stop_after)
+    if rank == 0 and len(stage2.history["step"]) == config.stage2.steps:
+        torch.save({"stage1": {k: v.clone() for k, v in stage1.simsiam.state_dict().items()},
+                    "estimator": stage1.estimator.state_dict(), "sr": stage2.model.sr.state_dict(),
+                    "h1": stage1.history, "h2": stage2.history}, result_file)
+
+
 def _train_worker(rank, world, port, folder, overrides, stop_after, result_file):
     _join(rank, world, port)
     try:
-        config = method_config(make_config("smoke", overrides), "ours")
-        data = images()
-        stage1 = train_stage1(config, folder, device="cpu", progress=False, images=data, stop_after=stop_after)
-        if stage1.status.startswith(("trained", "resumed")) and stop_after is not None and \
-                len(stage1.history["step"]) < config.stage1.steps:
-            return
-        stage2 = train_stage2(config, stage1, folder, device="cpu", progress=False, images=data,
-                              stop_after=stop_after)
-        if rank == 0 and len(stage2.history["step"]) == config.stage2.steps:
-            torch.save({"stage1": {k: v.clone() for k, v in stage1.simsiam.state_dict().items()},
-                        "estimator": stage1.estimator.state_dict(), "sr": stage2.model.sr.state_dict(),
-                        "h1": stage1.history, "h2": stage2.history}, result_file)
-    finally:
-        dist.destroy_process_group()
+        _train(rank, folder, overrides, stop_after, result_file)
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown()
 
 
 def run_parallel(folder, result_file, world=2, stop_after=None):
@@ -169,8 +174,10 @@ def _batchnorm_worker(rank, world, port, x, result_file):
         if rank == 0:
             torch.save({"out": torch.cat(outs), "grad": torch.cat(grads), "mean": norm.running_mean,
                         "var": norm.running_var}, result_file)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown()
 
 
 def test_global_batchnorm_is_batchnorm_of_the_whole_batch(tmp_path):

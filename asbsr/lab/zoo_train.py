@@ -278,13 +278,14 @@ def main(argv: list[str] | None = None) -> int:
         train_zoo(args.preset, args.seeds, methods, args.variants, args.work, args.zoo, overrides,
                   command, args.device)
     except KeyboardInterrupt:
+        distributed.shutdown(clean=False)
         print("interrupted: every finished model is in the zoo, the rest resumes from its last "
               "checkpoint when you run the same command again", file=sys.stderr)
         return 130
-    finally:
-        if ranks.parallel:
-            import torch.distributed as dist
-            dist.destroy_process_group()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown()
     return 0
 
 
