@@ -95,12 +95,9 @@ def mean_over_ranks(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
     batch mean); unchanged for one process."""
     if not ranks.parallel or not values:
         return values
-    keys = sorted(values)
-    stacked = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        stacked = stacked.cuda()
-    dist.all_reduce(stacked)
-    return {k: v / ranks.world for k, v in zip(keys, stacked.cpu().tolist())}
+    gathered: list = [None] * ranks.world
+    dist.all_gather_object(gathered, values)  # any backend: the objects travel as bytes
+    return {k: sum(float(v[k]) for v in gathered) / ranks.world for k in values}
 
 
 def barrier(ranks: Ranks) -> None:

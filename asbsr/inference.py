@@ -130,8 +130,7 @@ def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, t
     ``receptive_radius = None`` cannot be tiled (ValueError). The same global ``rep`` is used for
     every tile.
     """
-    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 1:
-        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    positive_int("tile", tile)
     if halo is None or (hasattr(model, "receptive_radius") and model.receptive_radius is None):
         halo = required_halo(model)  # raises for a whole-image encoding, whatever the halo
     halo = int(halo)
@@ -158,10 +157,11 @@ def encode_tiled(model: nn.Module, lr: torch.Tensor, rep: torch.Tensor | None, t
     return stitched
 
 
-def check_chunk(chunk) -> int:
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    return int(chunk)
+def positive_int(name: str, value) -> int:
+    """``value`` as an int if it is a positive integer (not a bool), else ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
@@ -188,7 +188,7 @@ def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
     """
     if lr.dim() != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
-    chunk = check_chunk(chunk)
+    chunk = positive_int("chunk", chunk)
     if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
         raise ValueError(f"tile must be an integer >= 0, got {tile!r}")
     max_scale = model_max_scale(model, training_max_scale)

@@ -51,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asbsr.inference import (
-    check_chunk, clipped_cell, model_max_scale, output_size, query_chunks, required_halo,
+    clipped_cell, model_max_scale, output_size, positive_int, query_chunks, required_halo,
 )
 from asbsr.models.coords import make_coord, nearest_index
 
@@ -97,12 +97,6 @@ def crop_coordinates(global_coord: torch.Tensor, lr_len: int, start: int,
     raise RuntimeError("could not map a coordinate into the crop's frame (please report this)")
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 256,
                   chunk: int = 65536, training_max_scale: float | None = None,
                   progress: bool = False, halo: int | None = None) -> torch.Tensor:
@@ -136,8 +130,8 @@ def upscale_tiled(model, lr: torch.Tensor, scale=None, size=None, tile: int = 25
                          "on the whole image (global attention); use asbsr.inference.upscale without tiles")
     if lr.dim() != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
-    tile = _check_positive_int("tile", tile)
-    chunk = check_chunk(chunk)
+    tile = positive_int("tile", tile)
+    chunk = positive_int("chunk", chunk)
     batch, _, h, w = lr.shape
     H, W = output_size((h, w), scale, size)
     cell_y, cell_x = clipped_cell((H, W), (h, w), model_max_scale(model, training_max_scale))

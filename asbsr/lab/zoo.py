@@ -124,11 +124,17 @@ def check_weights(path: str | os.PathLike) -> dict:
     states = data.get("models")
     if not isinstance(states, dict) or not states:
         raise CheckpointError(f"{path} holds no weights ('models' is missing or empty)")
+    check_finite(states, path)
+    return data
+
+
+def check_finite(states: dict, path) -> None:
+    """``CheckpointError`` naming the first tensor of ``{part: {name: tensor}}`` that holds a NaN or
+    an infinity (a file that loads but would produce garbage)."""
     for part, state in states.items():
         for name, tensor in state.items():
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"{path} holds NaN or infinite weights ({part}: {name})")
-    return data
 
 
 def record_digests(folder: Path = ZOO_DIR) -> list[str]:
@@ -325,12 +331,8 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[BlindSR, Config]:
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path} is incomplete: it has no {error} entry where an asbsr "
                               f"{kind} file has one") from None
+    check_finite(states, path)
     model = _build(config, states)
-    broken = [name for name, tensor in model.state_dict().items()
-              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
-    if broken:
-        raise CheckpointError(f"{path} holds NaN or infinite weights ({broken[0]}"
-                              f"{f' and {len(broken) - 1} more' if len(broken) > 1 else ''})")
     return model.to(device or "cpu"), config
 
 
