@@ -258,13 +258,7 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
                              other_photo=cfg1.positive_pair == "other_photo")
         lr1, lr2 = (distributed.shard(t, ranks).to(device) for t in (batch.lr1, batch.lr2))
         k_true = distributed.shard(kernel_target(batch, target, config.degradation.lr_kernel_size), ranks).to(device)
-        with autocast(device):
-            p1, p2, z1, z2, r1, _ = pair_net(lr1, lr2)
-            l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
-            k_hat = kernel_net(r1.float())
-            l_k = kernel_loss(k_hat, k_true, config.encoder.kernel_loss_weight,
-                              config.encoder.kernel_positive_weight)
-            loss = l_cl + l_k
+        loss, l_cl, k_hat = stage1_loss(config, pair_net, kernel_net, lr1, lr2, k_true)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -277,6 +271,19 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
                            cfg1.checkpoint_every, device, progress, stop_after)
     simsiam.eval(), estimator.eval()
     return Stage1Result(config, encoder, simsiam, estimator, history, path, status)
+
+
+def stage1_loss(config: Config, pair_net: nn.Module, kernel_net: nn.Module, lr1: torch.Tensor,
+                lr2: torch.Tensor, k_true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One stage-1 forward pass: ``L = L_cl + L_k`` on a pair batch (Eq. 3 and M's L1 on
+    ``k_true``). Returns ``(loss, L_cl, M's kernels)``; the caller runs backward."""
+    with autocast(lr1.device):
+        p1, p2, z1, z2, r1, _ = pair_net(lr1, lr2)
+        l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
+        k_hat = kernel_net(r1.float())
+        l_k = kernel_loss(k_hat, k_true, config.encoder.kernel_loss_weight,
+                          config.encoder.kernel_positive_weight)
+        return l_cl + l_k, l_cl, k_hat
 
 
 def kernel_target(batch, target: str, size: int) -> torch.Tensor:
@@ -310,13 +317,11 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
     model = build_blind_sr(config, stage1.encoder, stage1.estimator).to(device)
     models = {"encoder": model.encoder, "estimator": model.estimator, "sr": model.sr}
     # one call through the SR module, so that DistributedDataParallel can average its gradients
-    query_net = _parallel(_QueryStep(model), device) if ranks.parallel else _QueryStep(model)
+    query_net = _parallel(QueryStep(model), device) if ranks.parallel else QueryStep(model)
     path = checkpoint_path(folder, config, 2)
     cfg2, weight = config.stage2, config.stage2.cycle_weight
     hr_images = images
     side = cfg2.patch_size
-    lr_coord = make_coord(side, side, device=device)
-    lr_cell = make_cell(side, side, side * side, device=device)
 
     def step_fn(step, generator, optimizer):
         nonlocal hr_images
@@ -326,38 +331,15 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
         batch = sample_sr_batch(hr_images, cfg2.batch_size, side, cfg2.queries, config.degradation, generator)
         lr, coord, cell, target = (distributed.shard(t, ranks).to(device)
                                    for t in (batch.lr, batch.coord, batch.cell, batch.target))
-        count = lr.shape[0]
-        with torch.no_grad():
-            rep = model.encoder(lr)
-            k_hat = model.estimator(rep)
-        queries = target.shape[1]
-        # With the cycle on, one pass serves the HR queries and the scale-1 queries on the LR
-        # grid (Eq. 6); with it off, the cycle error is only measured, every 10th step.
-        with_cycle = weight > 0
-        if with_cycle:
-            coord = torch.cat([coord, lr_coord.expand(count, -1, -1)], dim=1)
-            cell = torch.cat([cell, lr_cell.expand(count, -1, -1)], dim=1)
-        with autocast(device):
-            predicted, features = query_net(lr, rep, coord, cell)
-            predicted = predicted.float()
-        l_super = super_loss(predicted[:, :queries], target)
-        losses = {"super": l_super.item()}
-        if with_cycle:
-            l_cycle = cycle_loss(lr_grid(predicted[:, queries:], side), k_hat, lr)
-            loss = l_super + weight * l_cycle
-        else:
-            loss = l_super
-            if (step + 1) % 10 == 0:
-                with torch.no_grad(), autocast(device):
-                    lr_only = model.query(features, lr_coord.expand(count, -1, -1),
-                                          lr_cell.expand(count, -1, -1)).float()
-                l_cycle = cycle_loss(lr_grid(lr_only, side), k_hat, lr)
+        loss, parts = stage2_loss(model, query_net, lr, coord, cell, target, weight,
+                                  measure_cycle=(step + 1) % 10 == 0)
+        losses = {"super": parts["super"].item()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses["loss"] = loss.item()
-        if with_cycle or (step + 1) % 10 == 0:
-            losses["cycle"] = l_cycle.item()
+        if "cycle" in parts:
+            losses["cycle"] = parts["cycle"].item()
         losses = distributed.mean_over_ranks(losses, ranks)
         if "cycle" in losses:
             losses["cycle_step"] = step + 1
@@ -371,7 +353,43 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
     return Stage2Result(config, model, history, path, status)
 
 
-class _QueryStep(nn.Module):
+def stage2_loss(model: BlindSR, query_net: nn.Module, lr: torch.Tensor, coord: torch.Tensor,
+                cell: torch.Tensor, target: torch.Tensor, cycle_weight: float,
+                measure_cycle: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One stage-2 forward pass, Eq. 7: ``L_SR = L_super + cycle_weight * L_cycle``.
+
+    ``lr`` ``(B, 3, side, side)``; ``coord``, ``cell``, ``target`` the HR queries ``(B, Q, ·)``;
+    ``query_net`` is ``QueryStep(model)`` (or its DDP wrapper). E and M run without gradients.
+    With ``cycle_weight > 0`` one pass serves the HR queries and the scale-1 queries on the LR
+    grid (Eq. 6); with it 0 the cycle error is computed only when ``measure_cycle`` (no gradient).
+    Returns the loss and its parts ``{"super", "cycle"?}`` (tensors; the caller runs backward).
+    """
+    count, side = lr.shape[0], lr.shape[-1]
+    lr_coord = make_coord(side, side, device=lr.device).expand(count, -1, -1)
+    lr_cell = make_cell(side, side, side * side, device=lr.device).expand(count, -1, -1)
+    with torch.no_grad():
+        rep = model.encoder(lr)
+        k_hat = model.estimator(rep)
+    queries = target.shape[1]
+    with_cycle = cycle_weight > 0
+    if with_cycle:
+        coord = torch.cat([coord, lr_coord], dim=1)
+        cell = torch.cat([cell, lr_cell], dim=1)
+    with autocast(lr.device):
+        predicted, features = query_net(lr, rep, coord, cell)
+        predicted = predicted.float()
+    parts = {"super": super_loss(predicted[:, :queries], target)}
+    if with_cycle:
+        parts["cycle"] = cycle_loss(lr_grid(predicted[:, queries:], side), k_hat, lr)
+        return parts["super"] + cycle_weight * parts["cycle"], parts
+    if measure_cycle:
+        with torch.no_grad(), autocast(lr.device):
+            lr_only = model.query(features, lr_coord, lr_cell).float()
+        parts["cycle"] = cycle_loss(lr_grid(lr_only, side), k_hat, lr)
+    return parts["super"], parts
+
+
+class QueryStep(nn.Module):
     """``model.query(model.encode(lr, rep), coord, cell)`` and the features, as one ``forward``
     (what ``DistributedDataParallel`` wraps)."""
 
