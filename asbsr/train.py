@@ -5,8 +5,9 @@ estimator M (L_k against Eq. 4's k_l) jointly: ``L = L_cl + L_k``; M reads E's r
 without a stop-gradient, so L_k shapes E too.
 
 Stage 2 freezes E and M (and keeps them in eval mode) and trains the arbitrary-scale SR module
-with Eq. 7: ``L_SR = L_super + 0.1 L_cycle``. As in the authors' code, the HR queries and the
-scale-1 queries of the LR grid (for the cycle) go through one forward pass.
+with Eq. 7: ``L_SR = L_super + 0.1 L_cycle``. As in the authors' code, one encoding of the LR
+patch serves the HR queries and the scale-1 queries of the LR grid (for the cycle); unlike it,
+the scale-1 queries are decoded from their nearest feature alone (``stage2_loss``).
 
 Both loops are the same for every preset; ``train_stage1(config, folder)`` loads the finished
 checkpoint of that exact config when it exists, resumes a partial one, or trains from scratch.
@@ -79,6 +80,11 @@ def check_device(name: str) -> torch.device:
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (the LTE sinusoid keeps fp32 inside the head); off on CPU."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """An autocast result back in fp32 for the losses; fp32 and fp64 tensors stay as they are."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 @dataclass
@@ -279,8 +285,8 @@ def stage1_loss(config: Config, pair_net: nn.Module, kernel_net: nn.Module, lr1:
     ``k_true``). Returns ``(loss, L_cl, M's kernels)``; the caller runs backward."""
     with autocast(lr1.device):
         p1, p2, z1, z2, r1, _ = pair_net(lr1, lr2)
-        l_cl = simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float())
-        k_hat = kernel_net(r1.float())
+        l_cl = simsiam_loss(*(full_precision(t) for t in (p1, p2, z1, z2)))
+        k_hat = kernel_net(full_precision(r1))
         l_k = kernel_loss(k_hat, k_true, config.encoder.kernel_loss_weight,
                           config.encoder.kernel_positive_weight)
         return l_cl + l_k, l_cl, k_hat
@@ -360,46 +366,50 @@ def stage2_loss(model: BlindSR, query_net: nn.Module, lr: torch.Tensor, coord: t
 
     ``lr`` ``(B, 3, side, side)``; ``coord``, ``cell``, ``target`` the HR queries ``(B, Q, ·)``;
     ``query_net`` is ``QueryStep(model)`` (or its DDP wrapper). E and M run without gradients.
-    With ``cycle_weight > 0`` one pass serves the HR queries and the scale-1 queries on the LR
-    grid (Eq. 6); with it 0 the cycle error is computed only when ``measure_cycle`` (no gradient).
+    With ``cycle_weight > 0`` one encoding serves the HR queries and the scale-1 queries on the
+    LR grid (Eq. 6); with it 0 the cycle error is computed only when ``measure_cycle`` (no
+    gradient). The scale-1 queries sit on LR pixel centres, where the local ensemble is the
+    nearest feature alone up to ~1e-9 (``coords.ensemble_for``): they are decoded from that one,
+    which the authors' code (and ours before) did by decoding all four neighbours.
     Returns the loss and its parts ``{"super", "cycle"?}`` (tensors; the caller runs backward).
     """
     count, side = lr.shape[0], lr.shape[-1]
-    lr_coord = make_coord(side, side, device=lr.device).expand(count, -1, -1)
-    lr_cell = make_cell(side, side, side * side, device=lr.device).expand(count, -1, -1)
+    lr_coord = make_coord(side, side, device=lr.device, dtype=lr.dtype).expand(count, -1, -1)
+    lr_cell = make_cell(side, side, side * side, device=lr.device, dtype=lr.dtype).expand(count, -1, -1)
     with torch.no_grad():
         rep = model.encoder(lr)
         k_hat = model.estimator(rep)
-    queries = target.shape[1]
-    with_cycle = cycle_weight > 0
-    if with_cycle:
-        coord = torch.cat([coord, lr_coord], dim=1)
-        cell = torch.cat([cell, lr_cell], dim=1)
     with autocast(lr.device):
-        predicted, features = query_net(lr, rep, coord, cell)
-        predicted = predicted.float()
-    parts = {"super": super_loss(predicted[:, :queries], target)}
-    if with_cycle:
-        parts["cycle"] = cycle_loss(lr_grid(predicted[:, queries:], side), k_hat, lr)
+        if cycle_weight > 0:
+            predicted, features, lr_only = query_net(lr, rep, coord, cell, lr_coord, lr_cell)
+        else:
+            predicted, features = query_net(lr, rep, coord, cell)
+    parts = {"super": super_loss(full_precision(predicted), target)}
+    if cycle_weight > 0:
+        parts["cycle"] = cycle_loss(lr_grid(full_precision(lr_only), side), k_hat, lr)
         return parts["super"] + cycle_weight * parts["cycle"], parts
     if measure_cycle:
         with torch.no_grad(), autocast(lr.device):
-            lr_only = model.query(features, lr_coord, lr_cell).float()
+            lr_only = full_precision(model.query(features, lr_coord, lr_cell, centred=True))
         parts["cycle"] = cycle_loss(lr_grid(lr_only, side), k_hat, lr)
     return parts["super"], parts
 
 
 class QueryStep(nn.Module):
-    """``model.query(model.encode(lr, rep), coord, cell)`` and the features, as one ``forward``
-    (what ``DistributedDataParallel`` wraps)."""
+    """``model.encode(lr, rep)`` and the queries of a stage-2 step as one ``forward`` (what
+    ``DistributedDataParallel`` wraps): returns ``(HR predictions, features)``, and with the
+    cycle's LR-grid queries given, their predictions third (decoded as ``centred``)."""
 
     def __init__(self, model: BlindSR):
         super().__init__()
         self.model = model
 
-    def forward(self, lr, rep, coord, cell):
+    def forward(self, lr, rep, coord, cell, grid_coord=None, grid_cell=None):
         features = self.model.encode(lr, rep)
-        return self.model.query(features, coord, cell), features
+        predicted = self.model.query(features, coord, cell)
+        if grid_coord is None:
+            return predicted, features
+        return predicted, features, self.model.query(features, grid_coord, grid_cell, centred=True)
 
 
 def _parallel(module: nn.Module, device: torch.device) -> nn.Module:

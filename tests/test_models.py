@@ -348,3 +348,26 @@ def test_build_sr_model_baselines(head, module, name):
     model = build_sr_model(small_cfg(head=head), rep_dim=REP)
     assert isinstance(model, getattr(mod, name))
     assert all(hasattr(model, attr) for attr in ("encode", "query", "modulated"))
+
+
+@pytest.mark.parametrize("head", ["lte", "liif"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_centred_queries_decode_the_nearest_feature_alone_at_the_ensembles_value(head, dtype):
+    # On LR pixel centres the area weights are 1.0 and ~5e-10 (coords.ensemble_for): decoding
+    # the nearest feature alone lands within ~1e-9 of the four-neighbour blend, last row and
+    # column included; off the centres it would not.
+    from asbsr.models.coords import make_cell, make_coord
+    torch.manual_seed(0)
+    model = build_sr_model(small_cfg(head=head, local_ensemble=True), rep_dim=REP).to(dtype)
+    lr = torch.rand(2, 3, 6, 7, dtype=dtype)
+    coord = make_coord(6, 7, dtype=dtype).expand(2, -1, -1)
+    cell = make_cell(6, 7, 42, dtype=dtype).expand(2, -1, -1)
+    with torch.no_grad():
+        features = model.encode(lr, torch.randn(2, REP, dtype=dtype))
+        blended = model.query(features, coord, cell)
+        nearest = model.query(features, coord, cell, centred=True)
+        off_centre = coord + 0.3 / 7
+        assert (model.query(features, off_centre, cell) - model.query(features, off_centre, cell, centred=True)
+                ).abs().max() > 1e-3
+    tolerance = 1e-8 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(nearest, blended, atol=tolerance, rtol=0)

@@ -89,8 +89,10 @@ class BlindSR(nn.Module):
         prepared, rep = self.prepare(lr, rep)
         return self.encode_prepared(prepared, rep)
 
-    def query(self, features: dict, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        return self.sr.query(features, coord, cell)
+    def query(self, features: dict, coord: torch.Tensor, cell: torch.Tensor,
+              centred: bool = False) -> torch.Tensor:
+        """The SR module's query; ``centred``: all queries lie on LR pixel centres."""
+        return self.sr.query(features, coord, cell, centred=centred)
 
     def forward(self, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         return self.query(self.encode(lr), coord, cell)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asbsr.config import ModelConfig
-from asbsr.models.coords import bilinear_sample, gather_neighbours, gather_ready
+from asbsr.models.coords import bilinear_sample, ensemble_for, gather_neighbours, gather_ready
 from asbsr.models.edsr import EDSR
 from asbsr.models.heads import cell_in_lr_pixels, make_mlp, normalise
 
@@ -73,14 +73,16 @@ class LTE(nn.Module):
                 "freq": gather_ready(self.freq(feat))}
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
-              cell: torch.Tensor) -> torch.Tensor:
+              cell: torch.Tensor, centred: bool = False) -> torch.Tensor:
         """RGB at ``coord`` ``(B, Q, 2)`` for output pixels of size ``cell`` ``(B, Q, 2)``:
-        ``(B, Q, 3)`` in [0, 1] space (not clamped)."""
+        ``(B, Q, 3)`` in [0, 1] space (not clamped). ``centred``: every query lies on a feature-pixel
+        centre (the cycle's LR grid), where the local ensemble reduces to the nearest feature up to
+        ~1e-9 (``coords.ensemble_for``), so only that one is decoded."""
         coef_map, freq_map = features["coef"], features["freq"]
         batch, queries, _ = coord.shape
         height, width = coef_map.shape[-2:]
         (coef, freq), rel_coord, weights = gather_neighbours(
-            [coef_map, freq_map], coord, self.local_ensemble)  # (B, N, Q, C), (B, N, Q, 2), (B, N, Q)
+            [coef_map, freq_map], coord, ensemble_for(self.local_ensemble, centred))  # (B, N, Q, C), (B, N, Q, 2), (B, N, Q)
         n_neighbours = coef.shape[1]
         # At least fp32 (fp64 if the model is fp64), whatever the autocast or parameter dtype.
         dtype = torch.promote_types(self.phase.weight.dtype, torch.float32)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from asbsr.config import ModelConfig
-from asbsr.models.coords import gather_neighbours, gather_ready
+from asbsr.models.coords import ensemble_for, gather_neighbours, gather_ready
 from asbsr.models.edsr import EDSR
 from asbsr.models.heads import cell_in_lr_pixels, make_mlp, normalise, unfold3x3
 
@@ -61,10 +61,12 @@ class LIIF(nn.Module):
         return encode_unfolded(self.encoder, lr, rep, self.modulated)
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
-              cell: torch.Tensor) -> torch.Tensor:
+              cell: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        """``centred``: the queries lie on feature-pixel centres (``coords.ensemble_for``)."""
         feat = features["feat"]
         height, width = feat.shape[-2:]
-        (codes,), rel_coord, weights = gather_neighbours([feat], coord, self.local_ensemble)
+        (codes,), rel_coord, weights = gather_neighbours([feat], coord,
+                                                         ensemble_for(self.local_ensemble, centred))
         # codes (B, N, Q, 9C), rel_coord (B, N, Q, 2), weights (B, N, Q).
         rel_cell = cell_in_lr_pixels(cell, height, width).unsqueeze(1).expand_as(rel_coord)
         pred = self.decoder(torch.cat([codes, rel_coord, rel_cell], dim=-1))  # (B, N, Q, 3)

@@ -88,7 +88,9 @@ class MetaSR(nn.Module):
         return encode_unfolded(self.encoder, lr, rep, self.modulated)
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
-              cell: torch.Tensor) -> torch.Tensor:
+              cell: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        """``centred`` is accepted for a common signature and changes nothing: Meta-Upscale
+        reads one feature per query anyway."""
         feat = features["feat"]
         batch, queries, _ = coord.shape
         height, width = feat.shape[-2:]

@@ -121,7 +121,9 @@ class SRNO(nn.Module):
         return features
 
     def query(self, features: dict[str, torch.Tensor], coord: torch.Tensor,
-              cell: torch.Tensor) -> torch.Tensor:
+              cell: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        """``centred`` is accepted for a common signature and changes nothing: SRNO's attention
+        over its 4 neighbours is not an area-weighted blend."""
         feat = features["feat"]
         batch, queries, _ = coord.shape
         height, width = feat.shape[-2:]
