@@ -10,12 +10,12 @@ Results and what they mean: benchmarks/RESULTS.md.
 
 What it measures, with the package's own code and nothing re-implemented:
 
-* **Training iterations per second**, stage 1 and stage 2: ``train_stage1`` / ``train_stage2``
-  run ``W`` warm-up steps into a temporary folder (``stop_after=W``), then resume for ``N``
-  more; the rate is ``N`` over the growth of the loop's own ``history["wall_seconds"]``, which
-  excludes building the models, loading the checkpoint and saving it. Every step ends in
-  ``loss.item()``, a device synchronisation, so the clock is honest on a GPU too. Sampling
-  the batch (blur, resampling, Eq. 4) is part of a step, as it is in training.
+* **Training iterations per second**, stage 1 and stage 2, and the split of a step into
+  sampling the batch (blur, resampling, Eq. 4), forward pass with the loss, backward pass and
+  Adam: the step of ``train_stage1`` / ``train_stage2`` (their samplers, ``stage1_loss`` /
+  ``stage2_loss``), ``W`` warm-up steps and then ``N`` timed ones in one process, with a
+  device synchronisation at each phase boundary, so the clock is honest on a GPU too. A
+  rate from fewer than ``MIN_RATE_STEPS`` timed steps is marked as such in the table.
 * **Inference**: ``BlindSR.upscale`` (E on the whole image, the EDSR encoder once, then chunked
   LTE queries) of a random ``side x side`` input at x2 and x4, random weights (time does not
   depend on them). Reported: the whole call, the encoder alone, and the peak memory on top of
@@ -47,10 +47,10 @@ import torch
 from asbsr.config import make_config
 from asbsr.data import load_set
 from asbsr.inference import upscale
-from asbsr.train import build_blind_sr, build_stage1, train_stage1, train_stage2
+from asbsr.sampling import sample_pairs, sample_sr_batch
+from asbsr.train import QueryStep, build_blind_sr, build_stage1, kernel_target, stage1_loss, stage2_loss
 
 SIZES = ("gpu", "cpu", "smoke")
-NEVER = 10 ** 9  # a step count / checkpoint interval that is never reached
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -123,36 +123,94 @@ def build_model(size: str, device: torch.device):
 
 # ----------------------------------------------------------------------------- training
 
+PHASES = ("sampling", "forward", "backward", "optimiser")
+MIN_RATE_STEPS = 10  # fewer timed steps than this give a rough rate, and the table says so
+
+
+def _stage_steps(stage: int, config, device: torch.device, images: list[torch.Tensor]):
+    """``step(index) -> {phase: seconds}``: one training step of a stage as ``train_stage1`` /
+    ``train_stage2`` run it (their samplers, ``stage1_loss`` / ``stage2_loss``, backward, Adam),
+    timed phase by phase, with a device synchronisation at each boundary."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    encoder, simsiam, estimator = build_stage1(config)
+    if stage == 1:
+        simsiam.to(device).train(), estimator.to(device).train()
+        parameters = list(simsiam.parameters()) + list(estimator.parameters())
+        cfg = config.stage1
+
+        def sample():
+            batch = sample_pairs(images, cfg.batch_size, cfg.patch_size, config.degradation, generator,
+                                 cfg.target_context, cfg.target_taper,
+                                 other_photo=cfg.positive_pair == "other_photo")
+            k_true = kernel_target(batch, config.encoder.kernel_target, config.degradation.lr_kernel_size)
+            return batch.lr1.to(device), batch.lr2.to(device), k_true.to(device)
+
+        def forward(index, lr1, lr2, k_true):
+            return stage1_loss(config, simsiam, estimator, lr1, lr2, k_true)[0]
+    else:
+        model = build_blind_sr(config, encoder, estimator).to(device)
+        model.train()
+        query_net = QueryStep(model)
+        parameters = list(model.sr.parameters())
+        cfg = config.stage2
+
+        def sample():
+            batch = sample_sr_batch(images, cfg.batch_size, cfg.patch_size, cfg.queries, config.degradation,
+                                    generator)
+            return tuple(t.to(device) for t in (batch.lr, batch.coord, batch.cell, batch.target))
+
+        def forward(index, lr, coord, cell, target):
+            return stage2_loss(model, query_net, lr, coord, cell, target, cfg.cycle_weight,
+                               measure_cycle=(index + 1) % 10 == 0)[0]
+    optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
+
+    def step(index: int) -> dict:
+        marks = [time.perf_counter()]
+        inputs = sample()
+        sync(device), marks.append(time.perf_counter())
+        loss = forward(index, *inputs)
+        sync(device), marks.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sync(device), marks.append(time.perf_counter())
+        optimizer.step()
+        loss.item()
+        sync(device), marks.append(time.perf_counter())
+        return {phase: b - a for phase, a, b in zip(PHASES, marks, marks[1:])}
+    return step
+
+
 def time_training(size: str, device: torch.device, images: list[torch.Tensor],
                   warmup: int, steps: int) -> list[dict]:
-    """Iterations per second of both stages, through train_stage1 / train_stage2 themselves."""
-    config = make_config(size, {"stage1.steps": NEVER, "stage1.checkpoint_every": NEVER,
-                                "stage2.steps": NEVER, "stage2.checkpoint_every": NEVER})
-
-    def warm_then_time(stage: int, train) -> tuple[dict, object]:
-        before = train(warmup).history["wall_seconds"][0]
+    """Iterations per second of both stages and the split of a step: ``warmup`` steps, then
+    ``steps`` timed ones, in one process (the first steps of a process run slow while memory is
+    allocated and caches fill; resuming a checkpoint starts that again, so no checkpoint is
+    involved). Checkpoint writes and logging of the real loop are not counted."""
+    config = make_config(size)
+    rows = []
+    for stage in (1, 2):
+        step = _stage_steps(stage, config, device, images)
+        for index in range(warmup):
+            step(index)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        started_cpu = cpu_seconds()
-        result = train(steps)  # resumes the warm-up's checkpoint
+        started_cpu, split = cpu_seconds(), dict.fromkeys(PHASES, 0.0)
+        for index in range(warmup, warmup + steps):
+            for phase, seconds in step(index).items():
+                split[phase] += seconds
         used_cpu = cpu_seconds() - started_cpu
-        seconds = result.history["wall_seconds"][0] - before
+        seconds = sum(split.values())
         row = {"size": size, "stage": stage, "batch": getattr(config, f"stage{stage}").batch_size,
                "warmup": warmup, "steps": steps, "seconds": round(seconds, 3),
-               "it_per_s": round(steps / seconds, 3)}
-        if device.type == "cpu":  # all threads, and the resume and final save included
+               "it_per_s": round(steps / seconds, 3), "s_per_it": round(seconds / steps, 3),
+               **{f"{phase}_s": round(split[phase] / steps, 4) for phase in PHASES}}
+        if device.type == "cpu":  # all threads
             row["cpu_s_per_it"] = round(used_cpu / steps, 3)
         if device.type == "cuda":
             row["peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
-        return row, result
-
-    options = dict(device=device, progress=False, images=images)
-    with tempfile.TemporaryDirectory(prefix="asbsr-perf-") as folder:
-        row1, stage1 = warm_then_time(
-            1, lambda count: train_stage1(config, folder, stop_after=count, **options))
-        row2, _ = warm_then_time(
-            2, lambda count: train_stage2(config, stage1, folder, stop_after=count, **options))
-    return [row1, row2]
+        rows.append(row)
+    return rows
 
 
 # ----------------------------------------------------------------------------- inference
@@ -290,13 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true",
                         help="CPU-sized: 256^2 inputs only, paper-size outputs up to 512^2, "
-                             "1 warm-up and 2 timed steps, the sweep on the cpu size, 1 repeat")
+                             "3 timed steps (a rough rate), the sweep on the cpu size, 1 repeat")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--sizes", default="gpu,cpu", help="model sizes (presets): gpu, cpu, smoke")
     parser.add_argument("--inputs", help="LR input sides (default 256,512; --quick 256)")
     parser.add_argument("--scales", default="2,4", help="upscaling factors")
-    parser.add_argument("--warmup", type=int, help="warm-up training steps (default 3; --quick 1)")
-    parser.add_argument("--steps", type=int, help="timed training steps (default 20; --quick 2)")
+    parser.add_argument("--warmup", type=int, help="warm-up training steps (default 3)")
+    parser.add_argument("--steps", type=int, help="timed training steps (default 20; --quick 3)")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--no-infer", action="store_true")
     parser.add_argument("--no-sweep", action="store_true")
@@ -325,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes takes {', '.join(SIZES)}")
     inputs = parse_list(args.inputs) if args.inputs else ([256] if args.quick else [256, 512])
     scales = parse_list(args.scales, float)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
-    steps = args.steps if args.steps is not None else (2 if args.quick else 20)
+    warmup = args.warmup if args.warmup is not None else 3
+    steps = args.steps if args.steps is not None else (3 if args.quick else 20)
+    if steps < 1:
+        parser.error("--steps must be at least 1")
     report = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(),
@@ -374,9 +434,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  sweep {r['variant']}: {r['seconds']} s", flush=True)
     report["load_average_after"] = load_average()
 
-    print_table("training", report["training"], [
-        ("size", "size"), ("stage", "stage"), ("batch", "batch"), ("steps", "timed steps"),
-        ("it_per_s", "it/s"), ("cpu_s_per_it", "CPU s/it"), ("peak_mib", "peak MiB")])
+    for row in report["training"]:
+        row["note"] = "" if row["steps"] >= MIN_RATE_STEPS else f"rough: {row['steps']} timed steps"
+    print_table("training (seconds per step and its split)", report["training"], [
+        ("size", "size"), ("stage", "stage"), ("batch", "batch"), ("warmup", "warm-up"),
+        ("steps", "timed steps"), ("it_per_s", "it/s"), ("s_per_it", "s/it"),
+        *((f"{phase}_s", phase) for phase in PHASES), ("cpu_s_per_it", "CPU s/it"),
+        ("peak_mib", "peak MiB"), ("note", "")])
     print_table("inference (BlindSR.upscale, random weights)", report["inference"], [
         ("size", "size"), ("side", "LR side"), ("scale", "scale"), ("out", "output"),
         ("chunk", "chunk"), ("seconds", "seconds"), ("encode_seconds", "encoder s"),
