@@ -95,8 +95,11 @@ class LTE(nn.Module):
             angle = (freq_pairs * rel_coord.to(dtype).unsqueeze(-2)).sum(-1) + phase
             angle = angle * math.pi
             basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)  # (B, N, Q, C)
-        # All neighbours go through the MLP in one call.
-        rgb = self.mlp(coef * basis).to(dtype)  # (B, N, Q, 3); fp32 (or fp64) even under autocast
+        # All neighbours go through the MLP in one call, as one 2-D batch of rows: on a 4-D input
+        # its in-place ReLUs would act on views of the linear layers' outputs, which autograd
+        # copies back and forth. The result is fp32 (or fp64) even under autocast.
+        rows = (coef * basis).flatten(0, -2)
+        rgb = self.mlp(rows).view(batch, n_neighbours, queries, 3).to(dtype)
         out = (rgb * weights.unsqueeze(-1).to(rgb.dtype)).sum(dim=1)
         out = out + bilinear_sample(features["inp"], coord).to(out.dtype)
         return out * 0.5 + 0.5
