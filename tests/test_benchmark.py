@@ -362,3 +362,13 @@ def test_draw_curves_plots_each_recorded_model_and_says_when_none_has_curves():
     draw_curves(empty, {"old model": {}})
     assert not empty.get_lines() and "no curves" in empty.texts[0].get_text()
     plt.close(fig), plt.close(fig2)
+
+
+def test_a_cache_made_before_a_photo_was_added_is_not_reused(photo_folder, tmp_path):
+    # The cache of a set that has since grown would score the old photos only.
+    cache = tmp_path / "cache"
+    before = degraded_set(str(photo_folder), 3.0, 5, CFG, cache_dir=cache)
+    save_image(smooth_image(40, 40, 9), photo_folder / "added.png")
+    after = degraded_set(str(photo_folder), 3.0, 5, CFG, cache_dir=cache)
+    assert len(after) == len(before) + 1 and "added" in {s.name for s in after}
+    assert len(list(cache.glob("photos-x3-seed5-d1-*"))) == 2

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from asbsr.config import DegradationConfig
-from asbsr.data import load_image, load_set, save_image
+from asbsr.data import load_image, load_set, save_image, set_digest
 from asbsr.degradation import Degradation, degrade, lr_size, resize
 from asbsr.files import atomic_write_text
 from asbsr.inference import upscale
@@ -74,10 +74,12 @@ def cache_folder(cache_dir: str | Path, set_name: str, scale: float, seed: int,
     """Where ``degraded_set`` keeps the LR images and ``manifest.json`` of one benchmark set.
 
     Everything that changes the LR images is in the name (a hash covers the degradation
-    procedure and the image size), so a cache made otherwise is never reused.
+    procedure, the image size and the set's photos, ``data.set_digest``), so a cache made
+    otherwise -- with other settings, or before a photo was added, removed or changed -- is
+    never reused.
     """
-    procedure = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), max_side], sort_keys=True,
-                                          default=list).encode()).hexdigest()[:8]
+    procedure = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), max_side, set_digest(set_name)],
+                                          sort_keys=True, default=list).encode()).hexdigest()[:8]
     return Path(cache_dir) / f"{_set_label(set_name)}-x{scale:g}-seed{seed}-d{draws}-{procedure}"
 
 
