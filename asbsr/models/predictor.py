@@ -78,7 +78,8 @@ class DegradationEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def prepare(self, lr: torch.Tensor) -> torch.Tensor:
-        """The network's input for an LR batch: the 9 Haar high bands, or the normalised RGB."""
+        """The network's input for an LR batch: the 9 Haar high bands, or the normalised RGB
+        (channels-last)."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"expected an RGB batch (B, 3, h, w), got shape {tuple(lr.shape)}")
         if self.input == "haar":
@@ -87,7 +88,9 @@ class DegradationEncoder(nn.Module):
             bands = (lr - 0.5) / 0.5
         if self.normalise:
             bands = bands / (lr.std(dim=(1, 2, 3), keepdim=True) + NORMALISE_EPS)
-        return bands
+        # Channels-last: the same values; oneDNN's convolutions run E's body (and its backward)
+        # faster in this layout (benchmarks/RESULTS.md).
+        return bands.contiguous(memory_format=torch.channels_last)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """``lr``: ``(B, 3, h, w)`` in [0, 1] -> representation ``r``: ``(B, dim)``."""
