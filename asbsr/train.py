@@ -369,8 +369,8 @@ def stage2_loss(model: BlindSR, query_net: nn.Module, lr: torch.Tensor, coord: t
     With ``cycle_weight > 0`` one encoding serves the HR queries and the scale-1 queries on the
     LR grid (Eq. 6); with it 0 the cycle error is computed only when ``measure_cycle`` (no
     gradient). The scale-1 queries sit on LR pixel centres, where the local ensemble is the
-    nearest feature alone up to ~1e-9 (``coords.ensemble_for``): they are decoded from that one,
-    which the authors' code (and ours before) did by decoding all four neighbours.
+    nearest feature alone up to ~1e-9 (``coords.ensemble_for``): they are decoded from that one
+    (the authors' code decodes all four neighbours).
     Returns the loss and its parts ``{"super", "cycle"?}`` (tensors; the caller runs backward).
     """
     count, side = lr.shape[0], lr.shape[-1]
