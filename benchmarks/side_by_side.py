@@ -60,6 +60,7 @@ from torch import nn
 
 from asbsr.config import make_config, method_config
 from asbsr.data import load_set
+from asbsr.files import atomic_write_text
 from asbsr.inference import upscale
 from asbsr.sampling import sample_pairs, sample_sr_batch
 from asbsr.train import QueryStep, build_blind_sr, build_stage1, kernel_target, stage1_loss, stage2_loss
@@ -454,10 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {args.device}, {report['threads']} threads, load {report['load_average_before']} -> "
           f"{report['load_average_after']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_name(args.out.name + ".tmp")
-        temporary.write_text(json.dumps(report, indent=2))
-        os.replace(temporary, args.out)
+        atomic_write_text(args.out, json.dumps(report, indent=2))
         print(f"wrote {args.out}")
     return 0
 
