@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from asbsr.degradation import check_scale
+from asbsr.memory import keep_freed_memory
 from asbsr.models.coords import make_coord
 
 
@@ -184,13 +185,16 @@ def upscale(model: nn.Module, lr: torch.Tensor, scale=None, size=None,
         halo: LR context per tile side; ``None`` uses ``required_halo(model)`` (exact).
 
     Runs under ``torch.no_grad``; does not change ``model.training`` (call ``model.eval()``
-    first if the head has mode-dependent layers).
+    first if the head has mode-dependent layers). On a CPU it applies
+    ``asbsr.memory.keep_freed_memory()`` to the process.
     """
     if lr.dim() != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be (B, 3, h, w), got shape {tuple(lr.shape)}")
     chunk = positive_int("chunk", chunk)
     if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0:
         raise ValueError(f"tile must be an integer >= 0, got {tile!r}")
+    if lr.device.type == "cpu":
+        keep_freed_memory()
     max_scale = model_max_scale(model, training_max_scale)
     encode = model.encode
     if hasattr(model, "prepare"):  # a BlindSR: E (and the deconvolution) on the whole image once

@@ -34,6 +34,7 @@ from asbsr.config import Config, to_dict
 from asbsr.data import load_set
 from asbsr.files import atomic_write_text
 from asbsr.losses import cycle_loss, kernel_loss, simsiam_loss, super_loss
+from asbsr.memory import keep_freed_memory
 from asbsr.models import build_sr_model
 from asbsr.models.blind import BlindSR
 from asbsr.models.coords import make_cell, make_coord
@@ -241,6 +242,8 @@ def train_stage1(config: Config, folder: str | Path, device=None, progress: bool
     ranks = distributed.current()
     device = distributed.device_for(ranks, torch.device(device) if device is not None else default_device())
     distributed.check_batch(config.stage1.batch_size, ranks, "stage1.batch_size")
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(config.seed)
     encoder, simsiam, estimator = build_stage1(config)
     if ranks.parallel:  # batch statistics of the whole batch, across the processes
@@ -319,6 +322,8 @@ def train_stage2(config: Config, stage1: Stage1Result, folder: str | Path, devic
     ranks = distributed.current()
     device = distributed.device_for(ranks, torch.device(device) if device is not None else default_device())
     distributed.check_batch(config.stage2.batch_size, ranks, "stage2.batch_size")
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(config.seed + 1)
     model = build_blind_sr(config, stage1.encoder, stage1.estimator).to(device)
     models = {"encoder": model.encoder, "estimator": model.estimator, "sr": model.sr}
