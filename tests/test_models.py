@@ -371,3 +371,23 @@ def test_centred_queries_decode_the_nearest_feature_alone_at_the_ensembles_value
                 ).abs().max() > 1e-3
     tolerance = 1e-8 if dtype == torch.float64 else 1e-6
     torch.testing.assert_close(nearest, blended, atol=tolerance, rtol=0)
+
+
+def test_row_mlp_decodes_blocks_of_rows_without_autograd_with_the_same_values():
+    from asbsr.models.heads import make_mlp
+
+    torch.manual_seed(0)
+    mlp = make_mlp(16, (32, 32), 3).double()
+    rows = torch.randn(3 * mlp.block_rows + 5, 16, dtype=torch.float64)
+    calls = []
+    mlp[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    whole = mlp(rows)  # autograd on: one call
+    assert calls == [rows.shape[0]]
+    calls.clear()
+    with torch.no_grad():
+        blocked = mlp(rows)
+        small = mlp(rows[:100])
+    assert calls == [mlp.block_rows] * 3 + [5, 100]
+    torch.testing.assert_close(blocked, whole.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(small, whole[:100].detach(), atol=1e-12, rtol=0)
+    assert list(mlp.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]

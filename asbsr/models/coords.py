@@ -100,13 +100,16 @@ def gather_neighbours(
         shift = shift + ENSEMBLE_EPS
     shifted = (coord.unsqueeze(1) + shift.view(1, -1, 1, 2)).clamp(-1 + 1e-6, 1 - 1e-6)
     row, col = nearest_index(shifted, height, width)
-    flat_index = (row * width + col).reshape(batch, -1)  # (B, N*Q)
-    batch_index = torch.arange(batch, device=coord.device).unsqueeze(1)
+    # Row of each (image, neighbour, query) in a table of all B*h*w feature pixels. One
+    # index_select per map: its backward is an index_add, several times faster on a CPU than the
+    # accumulating index_put that advanced indexing with a batch index needs.
+    batch_offset = torch.arange(batch, device=coord.device).view(batch, 1, 1) * (height * width)
+    flat_index = (row * width + col + batch_offset).reshape(-1)  # (B*N*Q,)
     values = []
     for fmap in maps:
         channels = fmap.shape[1]
-        table = fmap.flatten(2).transpose(1, 2)  # (B, h*w, C)
-        values.append(table[batch_index, flat_index].view(batch, len(offsets), queries, channels))
+        table = fmap.flatten(2).transpose(1, 2).reshape(-1, channels)  # (B*h*w, C): a view if channels-last
+        values.append(table.index_select(0, flat_index).view(batch, len(offsets), queries, channels))
     centre = torch.stack(
         [-1 + (2 * row.to(coord.dtype) + 1) / height, -1 + (2 * col.to(coord.dtype) + 1) / width],
         dim=-1,

@@ -9,7 +9,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def make_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+class RowMLP(nn.Sequential):
+    """An ``nn.Sequential`` of linear layers and ReLUs that decodes each row on its own.
+
+    Without autograd on a CPU (inference), a 2-D batch of many rows goes through in blocks of
+    ``block_rows``: the same products row by row, but each block's activations stay in the
+    processor's cache, which made the paper-size MLP 16 % faster on the 2-core CPU of
+    benchmarks/RESULTS.md (a 30,000-query chunk is 120,000 rows of 256 channels per layer).
+    With autograd, or on a GPU, one call: blocks were no faster in a training step.
+    """
+
+    block_rows = 4096
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 2
+                or x.shape[0] <= 2 * self.block_rows):
+            return super().forward(x)
+        return torch.cat([super(RowMLP, self).forward(x[start:start + self.block_rows])
+                          for start in range(0, x.shape[0], self.block_rows)])
+
+
+def make_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> RowMLP:
     """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim`` with ReLU between layers and none
     after the last.
 
@@ -22,7 +42,7 @@ def make_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
         layers += [nn.Linear(last, size), nn.ReLU(inplace=True)]
         last = size
     layers.append(nn.Linear(last, out_dim))
-    return nn.Sequential(*layers)
+    return RowMLP(*layers)
 
 
 def normalise(lr: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,23 @@ from asbsr.models.edsr import EDSR
 from asbsr.models.heads import cell_in_lr_pixels, make_mlp, normalise
 
 
+def fourier_rows(coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor,
+                 phase: torch.Tensor) -> torch.Tensor:
+    """The MLP's input ``A ⊙ [cos(π (F δ + φ)), sin(π (F δ + φ))]``: ``(B, N, Q, C)``.
+
+    ``coef`` (A) and ``freq`` (F) ``(B, N, Q, C)`` at each query's neighbours, ``rel_coord`` (δ)
+    ``(B, N, Q, 2)``, ``phase`` (φ) ``(B, 1, Q, C/2)``. Channels ``(2k, 2k+1)`` of F form the
+    k-th 2-D frequency vector F_k, so the k-th angle is
+    ``π (F_k · δ + φ_k) = F_k,y (π δ_y) + F_k,x (π δ_x) + π φ_k``: two fused multiply-adds over
+    the even and the odd channels (a product over the pairs followed by a sum over an axis of
+    size 2 took 6x longer on a CPU).
+    """
+    rel_pi = rel_coord * math.pi
+    angle = torch.addcmul(phase * math.pi, freq[..., 0::2], rel_pi[..., 0:1])
+    angle = angle.addcmul_(freq[..., 1::2], rel_pi[..., 1:2])  # (B, N, Q, C/2)
+    return coef * torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+
+
 class LTE(nn.Module):
     """EDSR feature extractor (modulated or plain) + LTE head.
 
@@ -90,15 +107,11 @@ class LTE(nn.Module):
             # The phase depends on the cell measured in LR feature pixels.
             rel_cell = cell_in_lr_pixels(cell.to(dtype), height, width)
             phase = F.linear(rel_cell, self.phase.weight.to(dtype)).unsqueeze(1)  # (B, 1, Q, C/2)
-            # Channels (2k, 2k+1) form the k-th 2-D frequency vector; dot it with δ.
-            freq_pairs = freq.to(dtype).view(batch, n_neighbours, queries, -1, 2)
-            angle = (freq_pairs * rel_coord.to(dtype).unsqueeze(-2)).sum(-1) + phase
-            angle = angle * math.pi
-            basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)  # (B, N, Q, C)
+            rows = fourier_rows(coef, freq.to(dtype), rel_coord.to(dtype), phase)  # (B, N, Q, C)
         # All neighbours go through the MLP in one call, as one 2-D batch of rows: on a 4-D input
         # its in-place ReLUs would act on views of the linear layers' outputs, which autograd
         # copies back and forth. The result is fp32 (or fp64) even under autocast.
-        rows = (coef * basis).flatten(0, -2)
+        rows = rows.flatten(0, -2)
         rgb = self.mlp(rows).view(batch, n_neighbours, queries, 3).to(dtype)
         out = (rgb * weights.unsqueeze(-1).to(rgb.dtype)).sum(dim=1)
         out = out + bilinear_sample(features["inp"], coord).to(out.dtype)
