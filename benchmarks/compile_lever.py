@@ -2,30 +2,23 @@
 
     python benchmarks/compile_lever.py [--threads T] [--repeats R]
 
-The elementwise block of ``LTE.query`` between the neighbour gather and the MLP -- the angle
-``pi (F delta + phi)`` from the frequency pairs, its cosine and sine, and the product with the
-amplitudes -- written out as one function with the paper-size stage-2 shapes (16 patches x 4
-neighbours x 2,304 HR queries x 256 channels), forward and backward, eagerly and through
-``torch.compile`` (inductor). Prints the compilation time and the best of ``R`` calls of each;
+The elementwise block of ``LTE.query`` between the neighbour gather and the MLP --
+``asbsr.models.lte.fourier_rows``: the angle ``pi (F delta + phi)`` from the frequency pairs, its
+cosine and sine, and the product with the amplitudes -- at the paper-size stage-2 shapes (16
+patches x 4 neighbours x 2,304 HR queries x 256 channels), forward and backward, eagerly and
+through ``torch.compile`` (inductor). Prints the compilation time and the best of ``R`` calls of each;
 the outputs and gradients are compared.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
 
-
-def basis_block(coef, freq, rel_coord, phase):
-    """``coef * [cos(pi (F delta + phi)), sin(...)]`` as in ``LTE.query``."""
-    batch, neighbours, queries, _ = freq.shape
-    pairs = freq.view(batch, neighbours, queries, -1, 2)
-    angle = (pairs * rel_coord.unsqueeze(-2)).sum(-1) + phase
-    angle = angle * math.pi
-    return coef * torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+from asbsr.memory import keep_freed_memory
+from asbsr.models.lte import fourier_rows
 
 
 def main(argv=None) -> int:
@@ -35,6 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as in training
     generator = torch.Generator().manual_seed(0)
     shape = (16, 4, 2304, 256)
     inputs = [torch.randn(shape, generator=generator), torch.randn(shape, generator=generator),
@@ -52,11 +46,11 @@ def main(argv=None) -> int:
         out.backward(upstream)
         return time.perf_counter() - started, out.detach(), [t.grad for t in inputs if t.requires_grad]
 
-    compiled = torch.compile(basis_block)
+    compiled = torch.compile(fourier_rows)
     compile_seconds, compiled_out, compiled_grads = call(compiled)
-    eager = min(call(basis_block)[0] for _ in range(args.repeats))
+    eager = min(call(fourier_rows)[0] for _ in range(args.repeats))
     fused = min(call(compiled)[0] for _ in range(args.repeats))
-    _, eager_out, eager_grads = call(basis_block)
+    _, eager_out, eager_grads = call(fourier_rows)
     gap = max([float((compiled_out - eager_out).abs().max())] +
               [float((a - b).abs().max()) for a, b in zip(compiled_grads, eager_grads)])
     print(f"threads {torch.get_num_threads()}: eager {eager:.3f} s, compiled {fused:.3f} s "

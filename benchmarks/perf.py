@@ -5,6 +5,7 @@
                               [--warmup W] [--steps N] [--no-train] [--no-infer] [--no-sweep]
                               [--sweep-size S] [--sweep-input 256] [--sweep-scale 4]
                               [--variants default,chunk,...] [--threads T] [--in-process]
+                              [--system-malloc]
 
 Results and what they mean: benchmarks/RESULTS.md.
 
@@ -24,6 +25,10 @@ What it measures, with the package's own code and nothing re-implemented:
   and the CPU seconds of the call are reported beside the wall time.
 * **Sweep** ("make it fast"): query chunk size, ``torch.inference_mode`` around the call,
   channels-last convolutions, and bf16 autocast, each against the default path on one case.
+
+On a CPU, training and inference run with ``asbsr.memory.keep_freed_memory()`` in force, as
+``train_stage1`` / ``train_stage2`` / ``upscale`` apply it; ``--system-malloc`` leaves glibc's
+allocator at its defaults (here and in the child processes).
 
 Timings on a shared machine are noisy: the JSON records the load average before and after.
 """
@@ -47,6 +52,7 @@ import torch
 from asbsr.config import make_config
 from asbsr.data import load_set
 from asbsr.inference import upscale
+from asbsr.memory import ENVIRONMENT, keep_freed_memory
 from asbsr.sampling import sample_pairs, sample_sr_batch
 from asbsr.train import QueryStep, build_blind_sr, build_stage1, kernel_target, stage1_loss, stage2_loss
 
@@ -54,6 +60,15 @@ SIZES = ("gpu", "cpu", "smoke")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def allocator(system_malloc: bool) -> bool:
+    """Apply ``keep_freed_memory`` to this process, as training and inference do, or with
+    ``system_malloc`` switch it off here and in child processes; returns whether it is in force."""
+    if system_malloc:
+        os.environ[ENVIRONMENT] = "0"
+        return False
+    return keep_freed_memory()
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -127,10 +142,12 @@ PHASES = ("sampling", "forward", "backward", "optimiser")
 MIN_RATE_STEPS = 10  # fewer timed steps than this give a rough rate, and the table says so
 
 
-def _stage_steps(stage: int, config, device: torch.device, images: list[torch.Tensor]):
+def _stage_steps(stage: int, config, device: torch.device, images: list[torch.Tensor],
+                 network=contextlib.nullcontext):
     """``step(index) -> {phase: seconds}``: one training step of a stage as ``train_stage1`` /
     ``train_stage2`` run it (their samplers, ``stage1_loss`` / ``stage2_loss``, backward, Adam),
-    timed phase by phase, with a device synchronisation at each boundary."""
+    timed phase by phase, with a device synchronisation at each boundary. ``network()`` is a
+    context manager entered around the network part (forward, backward, Adam), not the sampling."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     encoder, simsiam, estimator = build_stage1(config)
@@ -169,14 +186,15 @@ def _stage_steps(stage: int, config, device: torch.device, images: list[torch.Te
         marks = [time.perf_counter()]
         inputs = sample()
         sync(device), marks.append(time.perf_counter())
-        loss = forward(index, *inputs)
-        sync(device), marks.append(time.perf_counter())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        sync(device), marks.append(time.perf_counter())
-        optimizer.step()
-        loss.item()
-        sync(device), marks.append(time.perf_counter())
+        with network():
+            loss = forward(index, *inputs)
+            sync(device), marks.append(time.perf_counter())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            sync(device), marks.append(time.perf_counter())
+            optimizer.step()
+            loss.item()
+            sync(device), marks.append(time.perf_counter())
         return {phase: b - a for phase, a, b in zip(PHASES, marks, marks[1:])}
     return step
 
@@ -370,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true",
                         help="on a CPU, run the inference cases in this process (faster start)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's allocator at its defaults (no keep_freed_memory)")
     args = parser.parse_args(argv)
+    kept = allocator(args.system_malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
@@ -390,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(),
-        "quick": args.quick, "load_average_before": load_average(),
+        "quick": args.quick, "keep_freed_memory": kept, "load_average_before": load_average(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "training": [], "inference": [], "sweep": [],
     }

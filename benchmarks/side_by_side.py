@@ -3,6 +3,7 @@ checked to agree, then timed in alternation.
 
     python benchmarks/side_by_side.py --authors PATH [--device cpu|cuda] [--threads N]
                                       [--rounds 3] [--steps 5] [--out side_by_side.json]
+                                      [--system-malloc]
 
 ``PATH`` is a checkout of the authors' public repository
 (github.com/vivian210223/arbitrary-scale-blind-SR); asbsr ships none of its code, fetch it
@@ -39,6 +40,10 @@ authors / asbsr, so above 1 means asbsr is faster):
   Eq. 4's target per patch, the authors' SRMDPreprocessing blurs and downsamples on the fly and
   estimates the LR kernel by FFT division, which their stage-2 loop also computes every step);
 * inference: a 128x128 input at x4 (512x512, 262,144 queries) in chunks of 30,000 queries.
+
+**Allocator.** asbsr's training and ``upscale`` apply ``asbsr.memory.keep_freed_memory()`` on a
+CPU; the setting belongs to the process, so this script applies it at the start and both
+implementations run under it. ``--system-malloc`` runs both with glibc's defaults instead.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from asbsr.config import make_config, method_config
 from asbsr.data import load_set
 from asbsr.files import atomic_write_text
 from asbsr.inference import upscale
+from asbsr.memory import ENVIRONMENT, keep_freed_memory
 from asbsr.sampling import sample_pairs, sample_sr_batch
 from asbsr.train import QueryStep, build_blind_sr, build_stage1, kernel_target, stage1_loss, stage2_loss
 
@@ -387,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4, help="timed calls per case and round, after one dropped")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="glibc's allocator defaults for both (no keep_freed_memory)")
     args = parser.parse_args(argv)
+    if args.system_malloc:
+        os.environ[ENVIRONMENT] = "0"
+    kept = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -413,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     infer_lr = images[0][None, :, :INFER_SIDE, :INFER_SIDE].contiguous()
 
     report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "keep_freed_memory": kept,
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "load_average_before": [round(x, 2) for x in os.getloadavg()],
               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "rounds": args.rounds, "steps": args.steps}
@@ -452,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'case':32s} {'authors s':>10s} {'asbsr s':>10s} {'authors/asbsr':>14s}")
     for row in rows:
         print(f"{row['case']:32s} {row['authors_s']:10.4f} {row['asbsr_s']:10.4f} {row['authors_over_asbsr']:14.2f}")
-    print(f"device {args.device}, {report['threads']} threads, load {report['load_average_before']} -> "
+    print(f"device {args.device}, {report['threads']} threads, keep_freed_memory {kept}, "
+          f"load {report['load_average_before']} -> "
           f"{report['load_average_after']}")
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=2))

@@ -2,15 +2,17 @@
 before/after comparisons of a speed change.
 
     python benchmarks/step_time.py --stage 2 [--warmup 2] [--steps 4] [--four-neighbour-cycle]
+                                   [--system-malloc]
 
 Runs ``perf.py``'s step (the package's samplers, ``stage1_loss`` / ``stage2_loss``, backward,
 Adam) at the ``gpu`` preset's sizes in one process and prints one JSON line with the mean
-seconds of each phase. To time an older version, check it out beside this one and put it first
-on the path, e.g. ``git worktree add ../before <commit>`` then
-``PYTHONPATH=../before python benchmarks/step_time.py ...`` (from ``../before``, so that its own
-photos are read); the older version must have ``train.stage1_loss`` / ``stage2_loss``.
+seconds of each phase. To time an older version, check it out beside this one and run its own
+copy of this script, e.g. ``git worktree add ../before <commit>`` then, from ``../before``,
+``PYTHONPATH=. python benchmarks/step_time.py ...``; versions from 86e78f1 on have it (that one
+without ``--system-malloc``: it always ran with glibc's defaults).
 ``--four-neighbour-cycle`` decodes the cycle's scale-1 queries from all four local-ensemble
-neighbours, as before that lever (``coords.ensemble_for``).
+neighbours, as before that lever (``coords.ensemble_for``). ``--system-malloc``: glibc's allocator
+at its defaults instead of ``asbsr.memory.keep_freed_memory()``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--label", default="")
     parser.add_argument("--four-neighbour-cycle", action="store_true")
+    parser.add_argument("--system-malloc", action="store_true")
     args = parser.parse_args(argv)
+    kept = perf.allocator(args.system_malloc)
     if args.four_neighbour_cycle:
         import asbsr.models.lte as lte
         lte.ensemble_for = lambda local_ensemble, centred: local_ensemble
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
     rows = [step(args.warmup + index) for index in range(args.steps)]
     mean = {phase: round(sum(row[phase] for row in rows) / len(rows), 3) for phase in perf.PHASES}
     print(json.dumps({"label": args.label, "stage": args.stage, "threads": torch.get_num_threads(),
+                      "keep_freed_memory": kept,
                       "steps": args.steps, **mean, "step_s": round(sum(mean.values()), 3)}))
     return 0
 
