@@ -14,9 +14,11 @@ class RowMLP(nn.Sequential):
 
     Without autograd on a CPU (inference), a 2-D batch of many rows goes through in blocks of
     ``block_rows``: the same products row by row, but each block's activations stay in the
-    processor's cache, which made the paper-size MLP 16 % faster on the 2-core CPU of
-    benchmarks/RESULTS.md (a 30,000-query chunk is 120,000 rows of 256 channels per layer).
-    With autograd, or on a GPU, one call: blocks were no faster in a training step.
+    processor's cache and its buffers under glibc's mmap threshold, which made the paper-size
+    MLP 10 % faster on the 2-core CPU of benchmarks/RESULTS.md (``benchmarks/query_levers.py``:
+    a 30,000-query chunk is 120,000 rows of 256 channels per layer) and lowered the peak memory
+    of an inference. With autograd one call (blocks were no faster in a training step), and on
+    a GPU one call (blocks would only add kernel launches there; not measured).
     """
 
     block_rows = 4096

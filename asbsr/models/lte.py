@@ -42,7 +42,7 @@ def fourier_rows(coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor
     k-th 2-D frequency vector F_k, so the k-th angle is
     ``π (F_k · δ + φ_k) = F_k,y (π δ_y) + F_k,x (π δ_x) + π φ_k``: two fused multiply-adds over
     the even and the odd channels (a product over the pairs followed by a sum over an axis of
-    size 2 took 6x longer on a CPU).
+    size 2 took 4x longer on a CPU: ``benchmarks/query_levers.py``).
     """
     rel_pi = rel_coord * math.pi
     angle = torch.addcmul(phase * math.pi, freq[..., 0::2], rel_pi[..., 0:1])
