@@ -11,9 +11,10 @@ It prints the wall time per call, the time spent in matrix products (matrix mult
 convolutions, forward and backward) and their share of the wall time, and the slowest ops.
 Time outside any op (Python, autograd bookkeeping) counts as not a matrix product.
 
-Why not ``torch.profiler``: on this CPU its table put a stage-2 step's ReLU backward at 80-133 ms
-per call, where a wall clock around the same call measured 12-13 ms; per-op wall clocks agree
-with the step's own timer (their sum is within a few per cent of the wall time).
+Why a wall clock per op rather than ``torch.profiler``: the per-op times printed here add up to
+within a few per cent of the wall time of the calls (both are printed), so the share can be
+checked; the profiler's table, used for the shares before, carries its own overhead into the ops
+it times and did not add up to the step's wall time.
 
 CPU only (a CUDA op returns before it has run). ``--system-malloc`` leaves glibc's allocator at its
 defaults instead of ``asbsr.memory.keep_freed_memory()``, which training and inference apply.

@@ -66,9 +66,8 @@ def neighbour_offsets(local_ensemble: bool) -> list[tuple[int, int]]:
 
 def gather_ready(fmap: torch.Tensor) -> torch.Tensor:
     """``fmap`` ``(B, C, h, w)`` laid out channels-last, so that ``gather_neighbours`` reads each
-    query's C channels as one contiguous row instead of C values ``h * w`` apart. Same values;
-    heads call it once per image in ``encode``, and it saves up to a third of the query time on
-    large maps (benchmarks/RESULTS.md)."""
+    query's C channels as one contiguous row of a ``(B*h*w, C)`` view, instead of copying the map
+    into that layout on every call. Same values; heads call it once per image in ``encode``."""
     return fmap.contiguous(memory_format=torch.channels_last)
 
 
@@ -108,7 +107,7 @@ def gather_neighbours(
     values = []
     for fmap in maps:
         channels = fmap.shape[1]
-        table = fmap.flatten(2).transpose(1, 2).reshape(-1, channels)  # (B*h*w, C): a view if channels-last
+        table = fmap.flatten(2).transpose(1, 2).reshape(-1, channels)  # (B*h*w, C), a view: gather_ready
         values.append(table.index_select(0, flat_index).view(batch, len(offsets), queries, channels))
     centre = torch.stack(
         [-1 + (2 * row.to(coord.dtype) + 1) / height, -1 + (2 * col.to(coord.dtype) + 1) / width],
