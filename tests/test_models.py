@@ -390,4 +390,10 @@ def test_row_mlp_decodes_blocks_of_rows_without_autograd_with_the_same_values():
     assert calls == [mlp.block_rows] * 3 + [5, 100]
     torch.testing.assert_close(blocked, whole.detach(), atol=1e-12, rtol=0)
     torch.testing.assert_close(small, whole[:100].detach(), atol=1e-12, rtol=0)
+    # any leading shape is one batch of rows, blocked the same way
+    calls.clear()
+    with torch.no_grad():
+        shaped = mlp(rows[:3 * mlp.block_rows].view(3, 2, mlp.block_rows // 2, 16))
+    assert calls == [mlp.block_rows] * 3 and shaped.shape == (3, 2, mlp.block_rows // 2, 3)
+    torch.testing.assert_close(shaped.reshape(-1, 3), whole[:3 * mlp.block_rows].detach(), atol=1e-12, rtol=0)
     assert list(mlp.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]

@@ -12,7 +12,9 @@ from torch import nn
 class RowMLP(nn.Sequential):
     """An ``nn.Sequential`` of linear layers and ReLUs that decodes each row on its own.
 
-    Without autograd on a CPU (inference), a 2-D batch of many rows goes through in blocks of
+    Any leading shape ``(..., in_dim)`` runs as one 2-D batch of rows: on a 4-D input the in-place
+    ReLUs would act on views of the linear layers' outputs, which autograd copies back and forth.
+    Without autograd on a CPU (inference), a batch of many rows goes through in blocks of
     ``block_rows``: the same products row by row, but each block's activations stay in the
     processor's cache and its buffers under glibc's mmap threshold, which made the paper-size
     MLP 10 % faster on the 2-core CPU of benchmarks/RESULTS.md (``benchmarks/query_levers.py``:
@@ -24,11 +26,13 @@ class RowMLP(nn.Sequential):
     block_rows = 4096
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 2
-                or x.shape[0] <= 2 * self.block_rows):
-            return super().forward(x)
-        return torch.cat([super(RowMLP, self).forward(x[start:start + self.block_rows])
-                          for start in range(0, x.shape[0], self.block_rows)])
+        rows = x.reshape(-1, x.shape[-1])
+        if torch.is_grad_enabled() or x.device.type != "cpu" or rows.shape[0] <= 2 * self.block_rows:
+            out = super().forward(rows)
+        else:
+            out = torch.cat([super(RowMLP, self).forward(rows[start:start + self.block_rows])
+                             for start in range(0, rows.shape[0], self.block_rows)])
+        return out.view(*x.shape[:-1], out.shape[-1])
 
 
 def make_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> RowMLP:

@@ -96,11 +96,9 @@ class LTE(nn.Module):
         centre (the cycle's LR grid), where the local ensemble reduces to the nearest feature up to
         ~1e-9 (``coords.ensemble_for``), so only that one is decoded."""
         coef_map, freq_map = features["coef"], features["freq"]
-        batch, queries, _ = coord.shape
         height, width = coef_map.shape[-2:]
         (coef, freq), rel_coord, weights = gather_neighbours(
             [coef_map, freq_map], coord, ensemble_for(self.local_ensemble, centred))  # (B, N, Q, C), (B, N, Q, 2), (B, N, Q)
-        n_neighbours = coef.shape[1]
         # At least fp32 (fp64 if the model is fp64), whatever the autocast or parameter dtype.
         dtype = torch.promote_types(self.phase.weight.dtype, torch.float32)
         with torch.autocast(device_type=coord.device.type, enabled=False):
@@ -108,11 +106,9 @@ class LTE(nn.Module):
             rel_cell = cell_in_lr_pixels(cell.to(dtype), height, width)
             phase = F.linear(rel_cell, self.phase.weight.to(dtype)).unsqueeze(1)  # (B, 1, Q, C/2)
             rows = fourier_rows(coef, freq.to(dtype), rel_coord.to(dtype), phase)  # (B, N, Q, C)
-        # All neighbours go through the MLP in one call, as one 2-D batch of rows: on a 4-D input
-        # its in-place ReLUs would act on views of the linear layers' outputs, which autograd
-        # copies back and forth. The result is fp32 (or fp64) even under autocast.
-        rows = rows.flatten(0, -2)
-        rgb = self.mlp(rows).view(batch, n_neighbours, queries, 3).to(dtype)
+        # All neighbours go through the MLP in one call; the result is fp32 (or fp64) even under
+        # autocast.
+        rgb = self.mlp(rows).to(dtype)  # (B, N, Q, 3)
         out = (rgb * weights.unsqueeze(-1).to(rgb.dtype)).sum(dim=1)
         out = out + bilinear_sample(features["inp"], coord).to(out.dtype)
         return out * 0.5 + 0.5
