@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf  # noqa: E402
+from side_by_side import CHUNK, INFER_SCALE, INFER_SIDE  # noqa: E402  (the same inference call)
 
 from asbsr.config import make_config  # noqa: E402
 from asbsr.data import load_set  # noqa: E402
@@ -43,7 +44,6 @@ from asbsr.inference import upscale  # noqa: E402
 MATRIX_PRODUCTS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.matmul", "aten.linear",
                    "aten.convolution", "aten._convolution", "aten.convolution_backward",
                    "aten.mkldnn_convolution", "aten.cudnn_convolution"}
-INFER_SIDE, INFER_SCALE, CHUNK = 128, 4, 30000
 
 
 class OpClock(TorchDispatchMode):
